@@ -1,0 +1,188 @@
+//! Processes, clocks and CPU time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use transcoder::embedded_s3::{EmbeddedStore, DEV_ACCESS_KEY, DEV_SECRET_KEY};
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// What every scenario shares: a scratch folder and an S3-compatible store
+/// served from this process (so the service's own processes measure alone).
+pub struct BenchEnv {
+    pub dir: tempfile::TempDir,
+    pub store: EmbeddedStore,
+    pub http: reqwest::Client,
+}
+
+impl BenchEnv {
+    pub async fn new() -> BenchEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::start(
+            &dir.path().join("store"),
+            0,
+            DEV_ACCESS_KEY,
+            DEV_SECRET_KEY,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        BenchEnv { dir, store, http: reqwest::Client::builder().pool_max_idle_per_host(128).build().unwrap() }
+    }
+
+    /// A client of the store, for baselines and clean-up.
+    pub async fn storage(&self, bucket: &str) -> transcoder::storage::Storage {
+        let mut s = transcoder::config::Settings::defaults().storage;
+        s.access_key = DEV_ACCESS_KEY.into();
+        s.secret_key = DEV_SECRET_KEY.into();
+        s.bucket = bucket.into();
+        let storage = transcoder::storage::Storage::new(&s, Some(&self.store.endpoint())).await;
+        storage.ensure_bucket().await.unwrap();
+        storage
+    }
+}
+
+/// A service process (release build) under test.
+pub struct Service {
+    pub child: Child,
+    pub address: String,
+    pub prefix: String,
+    pub bucket: String,
+}
+
+impl Service {
+    pub async fn start(env: &BenchEnv, role: &str, name: &str) -> Service {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let prefix = format!("bench-{name}-{suffix}");
+        let bucket = format!("bench-{name}-{suffix}");
+        let child = Command::new(env!("CARGO_BIN_EXE_transcoder"))
+            .arg(role)
+            .env("RUST_LOG", "warn")
+            .env("TRANSCODER__AMQP__PREFIX", &prefix)
+            .env("TRANSCODER__HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env("TRANSCODER__HTTP__MAX_UPLOAD_BYTES", (8u64 << 30).to_string())
+            .env("TRANSCODER__HTTP__MAX_PENDING_JOBS_PER_CLIENT", "1000000")
+            .env("TRANSCODER__HTTP__MAX_CONCURRENT_UPLOADS_PER_CLIENT", "1000")
+            .env("TRANSCODER__STORAGE__ENDPOINT", env.store.endpoint())
+            .env("TRANSCODER__STORAGE__BUCKET", &bucket)
+            .env("TRANSCODER__STORAGE__ACCESS_KEY", DEV_ACCESS_KEY)
+            .env("TRANSCODER__STORAGE__SECRET_KEY", DEV_SECRET_KEY)
+            .env("TRANSCODER__WORKER__SCRATCH_DIR", env.dir.path().join("scratch"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the service starts");
+        let address = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready =
+                env.http.get(format!("{address}/readyz")).send().await.map(|r| r.status() == 200).unwrap_or(false);
+            if ready || role == "worker" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "service not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Service { child, address, prefix, bucket }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU seconds of the process and its waited-for children (ffmpeg).
+    pub fn cpu_seconds(&self) -> f64 {
+        process_cpu(self.pid())
+    }
+
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        kib / 1024.0
+    }
+
+    pub fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        delete_topology(&self.prefix);
+    }
+}
+
+/// utime + stime + cutime + cstime of a process, in seconds.
+pub fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<u64> = after_comm.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // after the state letter: fields 14..17 of stat are indices 10..13 here
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (fields[10] + fields[11] + fields[12] + fields[13]) as f64 / ticks
+}
+
+/// CPU seconds used by this process's waited-for children so far.
+pub fn children_cpu() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU seconds of this process (threads included).
+pub fn self_cpu() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+pub fn delete_topology(prefix: &str) {
+    let prefix = prefix.to_string();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let Ok(conn) = lapin::Connection::connect(AMQP_URL, Default::default()).await else { return };
+            for q in ["jobs", "jobs.dead"] {
+                let Ok(ch) = conn.create_channel().await else { return };
+                let _ = ch.queue_delete(format!("{prefix}.{q}").as_str().into(), Default::default()).await;
+            }
+            for x in ["jobs", "jobs.dlx", "control", "notify.default"] {
+                let Ok(ch) = conn.create_channel().await else { return };
+                let _ = ch.exchange_delete(format!("{prefix}.{x}").as_str().into(), Default::default()).await;
+            }
+        });
+    })
+    .join();
+}
+
+/// A 720p (or given size) test clip with audio, generated once.
+pub fn clip(dir: &Path, seconds: u32, width: u32, height: u32) -> PathBuf {
+    let path = dir.join(format!("clip-{seconds}s-{width}x{height}.mp4"));
+    if !path.exists() {
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={width}x{height}:rate=25:duration={seconds}"))
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=frequency=440:duration={seconds}"))
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+pub fn ffmpeg_version() -> String {
+    let out = Command::new("ffmpeg").arg("-version").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string()
+}

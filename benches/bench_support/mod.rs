@@ -1,0 +1,10 @@
+//! The machinery of the benchmark: the service under test as its own
+//! processes, baselines, statistics and the report.
+
+mod measure;
+mod report;
+mod scenarios;
+
+pub use measure::*;
+pub use report::Report;
+pub use scenarios::*;

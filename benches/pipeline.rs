@@ -1,0 +1,52 @@
+//! How close the service comes to the physical limit, each figure as a
+//! ratio against a baseline measured in the same run, in interleaved A/B
+//! pairs. `cargo bench --bench pipeline` runs everything and writes
+//! docs/benchmarks.md; `-- a b` runs some (a–e); `-- --pairs N` changes the
+//! number of pairs (default 5).
+//!
+//! (a) a job end to end (202 → completion event) vs bare ffmpeg with the
+//!     same arguments; (b) upload through the API vs a direct multipart
+//!     upload to the same store, with the API's peak RSS; (c) 202s per
+//!     second vs the same S3 PUT plus a confirmed publish done directly;
+//! (d) pushed completion event vs polling the status once a second;
+//! (e) fixed + per-byte cost fitted over three sizes of (a) and (b).
+
+mod bench_support;
+
+use bench_support::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let pairs = args
+        .iter()
+        .position(|a| a == "--pairs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    let wanted: Vec<&str> = args.iter().map(String::as_str).filter(|a| a.len() == 1).collect();
+    let all = wanted.is_empty();
+    let run = |s: &str| all || wanted.contains(&s);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut report = Report::new(pairs);
+        let env = BenchEnv::new().await;
+        if run("a") || run("e") {
+            let sizes: &[u32] = if run("e") { &[10, 30, 60] } else { &[10, 60] };
+            transcode_overhead(&env, &mut report, sizes, pairs).await;
+        }
+        if run("b") || run("e") {
+            let sizes: &[u64] = if run("e") { &[256 << 20, 1 << 30, 4 << 30] } else { &[1 << 30, 4 << 30] };
+            upload_ingest(&env, &mut report, sizes, pairs).await;
+        }
+        if run("c") {
+            submission_rate(&env, &mut report, pairs).await;
+        }
+        if run("d") {
+            notification_latency(&env, &mut report).await;
+        }
+        if run("e") {
+            report.fit_costs();
+        }
+        report.write(&args);
+    });
+}

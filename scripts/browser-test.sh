@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Browser test of the web page (GET /): Debian's headless Chromium, driven by
+# playwright-core (tests/browser), uploads a generated clip to a real
+# `transcoder serve` (embedded store, the local RabbitMQ broker), waits for
+# the live progress and the download link, and saves a screenshot to
+# target/screenshots/upload.png.
+#
+#   ./scripts/browser-test.sh        # after a build (cargo build / cargo test)
+#
+# Needs target/debug/transcoder (it does not build), Node.js >= 20 and npm;
+# installs chromium (apt-get) and the npm packages when missing, and starts
+# the broker like scripts/prereqs.sh does.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/prereqs.sh
+TRANSCODER_PREREQS_FUNCTIONS_ONLY=1 source scripts/prereqs.sh
+
+BIN="${TRANSCODER_BIN:-target/debug/transcoder}"
+CHROMIUM=/usr/bin/chromium
+SCREENSHOT=target/screenshots/upload.png
+READY_SECONDS=60
+STOP_SECONDS=90
+
+[[ -x "$BIN" ]] || _die "$BIN not found: build it first (cargo build, or ./scripts/test.sh)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  _die "node and npm are needed (Node.js >= 20) to run tests/browser"
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+((node_major >= 20)) || _die "Node.js >= 20 is needed by playwright-core, found $(node --version)"
+ensure_ffmpeg
+ensure_broker
+if [[ ! -x "$CHROMIUM" ]]; then
+  _apt_install chromium fonts-liberation
+  [[ -x "$CHROMIUM" ]] || _die "$CHROMIUM still missing after installing the chromium package"
+fi
+if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+  if [[ -f tests/browser/package-lock.json ]]; then
+    _say "npm ci (tests/browser)"
+    (cd tests/browser && npm ci --no-audit --no-fund)
+  else
+    _say "npm install (tests/browser)"
+    (cd tests/browser && npm install --no-audit --no-fund)
+  fi
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/transcoder-browser.XXXXXX")"
+pid=""
+stop_service() {
+  [[ -n "$pid" ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_SECONDS))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      printf '==> transcoder serve did not stop within %ss of SIGTERM; killing it\n' "$STOP_SECONDS" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+  pid=""
+}
+# shellcheck disable=SC2317  # run by the EXIT trap
+cleanup() {
+  stop_service
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+show_log() {
+  printf '==> last lines of the service log:\n' >&2
+  tail -n 40 "$work/serve.log" >&2 || true
+}
+
+clip="$work/clip.mp4"
+_say "generating a 3 s 320x240 clip with audio"
+ffmpeg -hide_banner -loglevel error -nostdin -y \
+  -f lavfi -i testsrc=size=320x240:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
+  -t 3 -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$clip"
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+url="http://127.0.0.1:$port"
+prefix="t-browser-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+mkdir -p "$work/data" "$work/scratch"
+_say "starting $BIN serve on $url (amqp.prefix $prefix)"
+TRANSCODER__HTTP__BIND="127.0.0.1:$port" \
+  TRANSCODER__AMQP__PREFIX="$prefix" \
+  TRANSCODER__STORAGE__DATA_DIR="$work/data" \
+  TRANSCODER__WORKER__SCRATCH_DIR="$work/scratch" \
+  "$BIN" serve >"$work/serve.log" 2>&1 &
+pid=$!
+
+deadline=$((SECONDS + READY_SECONDS))
+until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/readyz" || true)" == 200 ]]; do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    show_log
+    _die "transcoder serve exited before $url/readyz answered 200"
+  fi
+  if ((SECONDS >= deadline)); then
+    show_log
+    _die "$url/readyz did not answer 200 within ${READY_SECONDS}s"
+  fi
+  sleep 0.5
+done
+_say "service ready; running tests/browser/upload.test.mjs"
+
+status=0
+TRANSCODER_URL="$url" TRANSCODER_CLIP="$clip" TRANSCODER_SCREENSHOT="$SCREENSHOT" \
+  node tests/browser/upload.test.mjs || status=$?
+((status == 0)) || show_log
+stop_service
+printf '==> browser test finished with status %d\n' "$status"
+exit "$status"

@@ -1,0 +1,111 @@
+//! Settings: `config/default.toml`, then an optional file, then
+//! `TRANSCODER__SECTION__KEY` environment variables.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// The defaults, compiled in so that the binary runs from any folder.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub amqp: AmqpSettings,
+    pub storage: StorageSettings,
+    pub worker: WorkerSettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub bind: String,
+    pub max_upload_bytes: u64,
+    pub header_read_timeout_seconds: u64,
+    pub body_idle_timeout_seconds: u64,
+    pub idempotency_ttl_seconds: u64,
+    pub max_concurrent_uploads_per_client: usize,
+    pub max_pending_jobs_per_client: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    pub url: String,
+    pub prefix: String,
+    pub queue_type: QueueType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    Classic,
+    Quorum,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub data_dir: PathBuf,
+    pub embedded_port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    pub concurrency: u16,
+    pub max_attempts: u32,
+    pub stall_seconds: u64,
+    pub job_timeout_seconds: u64,
+    pub shutdown_grace_seconds: u64,
+    pub max_input_seconds: u64,
+    pub max_input_pixels: u64,
+    pub scratch_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthSettings {
+    /// API key → client id.
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Loads the layered configuration.
+    pub fn load(files: &[PathBuf]) -> Result<Settings, figment::Error> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        for file in files {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(Env::prefixed("TRANSCODER__").split("__")).extract::<Settings>()?.validated()
+    }
+
+    /// The compiled-in defaults alone (tests start from these).
+    pub fn defaults() -> Settings {
+        Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("config/default.toml is valid")
+    }
+
+    fn validated(self) -> Result<Settings, figment::Error> {
+        let bad = |msg: &str| Err(figment::Error::from(msg.to_string()));
+        if self.worker.concurrency == 0 {
+            return bad("worker.concurrency must be at least 1");
+        }
+        if self.worker.max_attempts == 0 {
+            return bad("worker.max_attempts must be at least 1");
+        }
+        if self.amqp.prefix.is_empty() {
+            return bad("amqp.prefix must not be empty");
+        }
+        for client in self.auth.keys.values() {
+            if crate::domain::ClientId::parse(client).is_none() {
+                return bad("auth.keys: client ids are 1-64 characters of a-z, 0-9, '-' and '_'");
+            }
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,243 @@
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::{ClientId, Container, JobId, JobOptions, OutputFormat};
+
+/// Where a job is in its life. It moves forward only, except
+/// `processing` → `queued` when a job is requeued after a worker was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Processing,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Processing => "processing",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+fn rfc3339<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        None => s.serialize_none(),
+    }
+}
+
+fn rfc3339_required<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// The status document: what `GET /video/status/{id}` returns, what events
+/// carry, and the store of record at `jobs/<client>/<id>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StatusDoc {
+    pub id: JobId,
+    pub status: JobStatus,
+    pub priority: u8,
+    pub format: OutputFormat,
+    pub height: Option<u32>,
+    pub progress_percent: u8,
+    #[serde(serialize_with = "rfc3339_required")]
+    pub submitted_utc_time: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub started_utc_time: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339")]
+    pub completed_utc_time: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339")]
+    pub estimated_completion_utc_time: Option<DateTime<Utc>>,
+    pub attempt: u32,
+    pub input: InputInfo,
+    pub output: Option<OutputInfo>,
+    pub error: Option<ErrorInfo>,
+    pub links: Links,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InputInfo {
+    pub filename: Option<String>,
+    pub size_bytes: u64,
+    pub content_type: String,
+}
+
+/// The result as ffprobe reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OutputInfo {
+    pub format: OutputFormat,
+    pub content_type: String,
+    pub size_bytes: u64,
+    pub duration_seconds: f64,
+    pub width: u32,
+    pub height: u32,
+    pub video_codec: String,
+    pub audio_codec: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub download: String,
+}
+
+impl Links {
+    pub fn for_job(id: JobId) -> Links {
+        Links { self_: format!("/video/status/{id}"), download: format!("/video/download/{id}") }
+    }
+}
+
+impl StatusDoc {
+    pub fn queued(id: JobId, options: &JobOptions, input: InputInfo, now: DateTime<Utc>) -> StatusDoc {
+        StatusDoc {
+            id,
+            status: JobStatus::Queued,
+            priority: options.priority,
+            format: options.format,
+            height: options.height,
+            progress_percent: 0,
+            submitted_utc_time: now,
+            started_utc_time: None,
+            completed_utc_time: None,
+            estimated_completion_utc_time: None,
+            attempt: 0,
+            input,
+            output: None,
+            error: None,
+            links: Links::for_job(id),
+        }
+    }
+
+    /// Raises the progress; it never goes down, and 100 belongs to `done`.
+    pub fn advance_progress(&mut self, percent: u8) -> bool {
+        let percent = percent.min(99);
+        if percent > self.progress_percent {
+            self.progress_percent = percent;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn start_attempt(&mut self, now: DateTime<Utc>) {
+        self.status = JobStatus::Processing;
+        self.attempt += 1;
+        self.started_utc_time = Some(now);
+        self.estimated_completion_utc_time = None;
+    }
+
+    pub fn finish_done(&mut self, output: OutputInfo, now: DateTime<Utc>) {
+        self.status = JobStatus::Done;
+        self.progress_percent = 100;
+        self.completed_utc_time = Some(now);
+        self.estimated_completion_utc_time = None;
+        self.output = Some(output);
+        self.error = None;
+    }
+
+    pub fn finish_failed(&mut self, code: &str, message: String, now: DateTime<Utc>) {
+        self.status = JobStatus::Failed;
+        self.completed_utc_time = Some(now);
+        self.estimated_completion_utc_time = None;
+        self.error = Some(ErrorInfo { code: code.into(), message });
+    }
+
+    pub fn finish_cancelled(&mut self, now: DateTime<Utc>) {
+        self.status = JobStatus::Cancelled;
+        self.completed_utc_time = Some(now);
+        self.estimated_completion_utc_time = None;
+    }
+
+    /// Suggested seconds before asking again, while the job is pending.
+    pub fn retry_after_seconds(&self, now: DateTime<Utc>) -> Option<u64> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        let secs = self.estimated_completion_utc_time.map(|eta| (eta - now).num_seconds()).unwrap_or(5);
+        Some(secs.clamp(1, 60) as u64)
+    }
+}
+
+/// API → workers, on `<prefix>.control`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ControlMessage {
+    #[serde(rename = "cancel.v1")]
+    CancelV1 { id: JobId, client: ClientId },
+}
+
+/// A job as it travels through `<prefix>.jobs`. Versioned, so that workers
+/// of a newer release still read messages queued by an older one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum JobMessage {
+    #[serde(rename = "transcode.v1")]
+    TranscodeV1 { id: JobId, client: ClientId, options: JobOptions, container: Container },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> StatusDoc {
+        let input = InputInfo { filename: Some("a.mov".into()), size_bytes: 3, content_type: "video/quicktime".into() };
+        StatusDoc::queued(JobId::new(), &JobOptions::default(), input, Utc::now())
+    }
+
+    #[test]
+    fn status_document_uses_the_kebab_case_field_names() {
+        let v = serde_json::to_value(doc()).unwrap();
+        for key in [
+            "id",
+            "status",
+            "priority",
+            "progress-percent",
+            "submitted-utc-time",
+            "started-utc-time",
+            "completed-utc-time",
+            "estimated-completion-utc-time",
+            "attempt",
+            "input",
+            "output",
+            "error",
+            "links",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["status"], "queued");
+        assert_eq!(v["input"]["size-bytes"], 3);
+        assert!(v["submitted-utc-time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(serde_json::from_value::<StatusDoc>(v).unwrap().status, JobStatus::Queued);
+    }
+
+    #[test]
+    fn progress_is_monotonic_and_stops_below_100_until_done() {
+        let mut d = doc();
+        assert!(d.advance_progress(40));
+        assert!(!d.advance_progress(30));
+        assert!(d.advance_progress(100));
+        assert_eq!(d.progress_percent, 99);
+    }
+}

@@ -1,0 +1,127 @@
+//! The API's one error type: every error is an RFC 9457 problem document
+//! with a stable `code`. Details of 5xx errors go to the log only.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::JobId;
+use crate::queue::BrokerError;
+use crate::storage::StoreError;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("a valid API key is required")]
+    Unauthorized,
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String, monitor: Option<JobId> },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this method is not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyMismatch,
+    #[error("the upload is larger than the limit of {0} bytes")]
+    PayloadTooLarge(u64),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    InvalidOption(String),
+    #[error("the requested range is outside the result of {0} bytes")]
+    RangeNotSatisfiable(u64),
+    #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn job_not_found() -> ApiError {
+        ApiError::NotFound { code: "not-found", detail: "no such job".into(), monitor: None }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::IdempotencyMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-mismatch"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+            ApiError::InvalidOption(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-option"),
+            ApiError::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidRange => ApiError::RangeNotSatisfiable(0),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "object store unavailable");
+                ApiError::Unavailable("the object store is unavailable; try again shortly".into())
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        tracing::warn!(error = %e, "broker unavailable");
+        ApiError::Unavailable("the job queue is unavailable; try again shortly".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let detail = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = ?e, "request failed");
+                "the service failed to handle this request".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = json!({
+            "type": format!("/problems/{code}"),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": detail,
+            "code": code,
+        });
+        let mut response = (status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        match &self {
+            ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::RangeNotSatisfiable(size) => {
+                let value = format!("bytes */{size}");
+                headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&value).expect("digits"));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::NotFound { monitor: Some(id), .. } => {
+                let link = format!("</video/status/{id}>; rel=\"monitor\"");
+                headers.insert(header::LINK, HeaderValue::from_str(&link).expect("ids are header-safe"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

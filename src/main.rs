@@ -1,0 +1,163 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use transcoder::client::{self, SubmitArgs, Target};
+use transcoder::config::Settings;
+use transcoder::domain::ClientId;
+use transcoder::provision;
+use transcoder::startup::{Application, Role};
+use transcoder::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "transcoder", version, about = "Asynchronous video transcoding service")]
+struct Cli {
+    /// Configuration file layered over config/default.toml; may be given
+    /// several times (later files win). TRANSCODER_CONFIG takes a
+    /// `:`-separated list.
+    #[arg(long, global = true, env = "TRANSCODER_CONFIG", value_delimiter = ':')]
+    config: Vec<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API and worker in one process (embedded object store when no endpoint is set).
+    Serve,
+    /// The HTTP API alone.
+    Api,
+    /// A worker alone.
+    Worker,
+    /// Upload a video; with --wait, follow its pushed events and download the result.
+    Submit {
+        file: PathBuf,
+        /// Output format: mp4 (H.264/AAC) or webm (VP9/Opus).
+        #[arg(long)]
+        format: Option<String>,
+        /// Output height in pixels (aspect kept).
+        #[arg(long)]
+        height: Option<u32>,
+        /// Priority 0-9; higher runs first.
+        #[arg(long)]
+        priority: Option<u8>,
+        /// Wait for the job, showing its progress, and download the result.
+        #[arg(long)]
+        wait: bool,
+        /// Where to save the result (with --wait).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Print the client's events as JSON lines (one job's, until it ends, with JOB_ID).
+    Watch {
+        job_id: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Operator commands for clients.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Create a RabbitMQ user per client that can read only its own events; prints each client's AMQP URL.
+    Provision {
+        /// The rabbitmqctl to run.
+        #[arg(long, default_value = "rabbitmqctl")]
+        rabbitmqctl: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// The service's base URL.
+    #[arg(long, env = "TRANSCODER_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// API key (sent as a Bearer token).
+    #[arg(long, env = "TRANSCODER_API_KEY")]
+    api_key: Option<String>,
+    /// Client id whose notification exchange to follow.
+    #[arg(long, env = "TRANSCODER_CLIENT", default_value = "default")]
+    client: String,
+}
+
+impl TargetArgs {
+    fn target(self, settings: Settings) -> anyhow::Result<Target> {
+        let client =
+            ClientId::parse(&self.client).ok_or_else(|| anyhow::anyhow!("invalid client id {:?}", self.client))?;
+        Ok(Target { server: self.server, api_key: self.api_key, client, settings })
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let is_service = matches!(cli.command, Command::Serve | Command::Api | Command::Worker);
+    if is_service {
+        telemetry::init(cli.log_format);
+    }
+    let settings = match Settings::load(&cli.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("transcoder: configuration: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => run(settings, Role::Serve).await,
+        Command::Api => run(settings, Role::Api).await,
+        Command::Worker => run(settings, Role::Worker).await,
+        Command::Submit { file, format, height, priority, wait, output, target } => {
+            let args = SubmitArgs { file, format, height, priority, wait, output };
+            match target.target(settings) {
+                Ok(t) => client::submit(&t, &args).await,
+                Err(e) => Err(e),
+            }
+        }
+        Command::Watch { job_id, target } => match target.target(settings) {
+            Ok(t) => client::watch(&t, job_id.as_deref()).await,
+            Err(e) => Err(e),
+        },
+        Command::Clients { command: ClientsCommand::Provision { rabbitmqctl } } => {
+            provision::provision(&settings, &rabbitmqctl).map(|urls| {
+                for (client, url) in urls {
+                    println!("{client}\t{url}");
+                }
+            })
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if is_service {
+                tracing::error!(error = format!("{e:#}"), "transcoder stopped with an error");
+            }
+            eprintln!("transcoder: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
+    let app = Application::build(settings, role).await?;
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: draining"),
+        }
+        trigger.cancel();
+    });
+    app.run_until(shutdown).await
+}

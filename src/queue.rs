@@ -1,0 +1,402 @@
+//! The broker: connection (re-made on demand after a loss), topology,
+//! confirmed publishing and the job consumer channel.
+//!
+//! Topology (RabbitMQ AMQP 0-9-1, <https://www.rabbitmq.com/docs/queues>):
+//! `<prefix>.jobs` direct exchange → `<prefix>.jobs` queue, dead-lettering
+//! into the `<prefix>.jobs.dlx` fanout → `<prefix>.jobs.dead`; one topic
+//! exchange `<prefix>.notify.<client>` per client for events.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Confirmation;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+use crate::config::{AmqpSettings, QueueType};
+use crate::domain::ClientId;
+
+/// How long a connect or a publish confirm may take before the broker is
+/// treated as unavailable, so callers fail fast instead of hanging.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(4);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("broker did not answer in time")]
+    Timeout,
+    #[error("message was not routed to any queue")]
+    Unroutable,
+    #[error("broker refused the message")]
+    Nacked,
+}
+
+impl From<lapin::Error> for BrokerError {
+    fn from(e: lapin::Error) -> Self {
+        BrokerError::Unavailable(e.to_string())
+    }
+}
+
+/// AMQP names under one prefix.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub prefix: String,
+}
+
+impl Names {
+    pub fn jobs_exchange(&self) -> String {
+        format!("{}.jobs", self.prefix)
+    }
+    pub fn jobs_queue(&self) -> String {
+        format!("{}.jobs", self.prefix)
+    }
+    pub fn jobs_routing_key(&self) -> String {
+        format!("{}.jobs", self.prefix)
+    }
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.jobs.dlx", self.prefix)
+    }
+    pub fn dead_queue(&self) -> String {
+        format!("{}.jobs.dead", self.prefix)
+    }
+    pub fn notify_exchange(&self, client: &ClientId) -> String {
+        format!("{}.notify.{client}", self.prefix)
+    }
+    /// Fanout from the API to every worker (cancellations).
+    pub fn control_exchange(&self) -> String {
+        format!("{}.control", self.prefix)
+    }
+    /// The client whose notification exchange this is.
+    pub fn client_of_notify_exchange(&self, exchange: &str) -> Option<ClientId> {
+        exchange.strip_prefix(&format!("{}.notify.", self.prefix)).and_then(ClientId::parse)
+    }
+}
+
+struct Live {
+    connection: Connection,
+    publisher: Channel,
+}
+
+struct Inner {
+    settings: AmqpSettings,
+    max_attempts: u32,
+    names: Names,
+    live: Mutex<Option<Live>>,
+    /// Notification exchanges declared on the current connection.
+    notify_declared: std::sync::Mutex<HashSet<ClientId>>,
+    /// Clients whose exchanges are declared on every (re)connect.
+    known_clients: Vec<ClientId>,
+    /// The last queue depth read, and when.
+    depth_cache: std::sync::Mutex<Option<(std::time::Instant, (u32, u32))>>,
+    enqueued_since_read: std::sync::atomic::AtomicU32,
+}
+
+/// A cheap-to-clone handle on the broker.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl Broker {
+    pub fn new(settings: &AmqpSettings, max_attempts: u32, known_clients: Vec<ClientId>) -> Broker {
+        Broker {
+            inner: Arc::new(Inner {
+                names: Names { prefix: settings.prefix.clone() },
+                settings: settings.clone(),
+                max_attempts,
+                live: Mutex::new(None),
+                notify_declared: Default::default(),
+                known_clients,
+                depth_cache: Default::default(),
+                enqueued_since_read: Default::default(),
+            }),
+        }
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    /// The publisher channel, connecting (and declaring the topology) first
+    /// when there is no live connection.
+    async fn publisher(&self) -> Result<Channel, BrokerError> {
+        let mut live = self.inner.live.lock().await;
+        if let Some(l) = live.as_ref() {
+            if l.connection.status().connected() && l.publisher.status().connected() {
+                return Ok(l.publisher.clone());
+            }
+            tracing::warn!("broker connection lost; reconnecting");
+        }
+        *live = None;
+        self.inner.notify_declared.lock().unwrap().clear();
+        let fresh = tokio::time::timeout(BROKER_TIMEOUT, self.connect_and_declare())
+            .await
+            .map_err(|_| BrokerError::Timeout)??;
+        let publisher = fresh.publisher.clone();
+        *live = Some(fresh);
+        Ok(publisher)
+    }
+
+    async fn connect_and_declare(&self) -> Result<Live, BrokerError> {
+        let props = ConnectionProperties::default().with_connection_name("transcoder".into());
+        let connection = Connection::connect(&self.inner.settings.url, props).await?;
+        let publisher = connection.create_channel().await?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        self.declare_topology(&publisher).await?;
+        for client in &self.inner.known_clients {
+            declare_notify(&publisher, &self.inner.names.notify_exchange(client)).await?;
+            self.inner.notify_declared.lock().unwrap().insert(client.clone());
+        }
+        tracing::info!(prefix = %self.inner.names.prefix, "connected to the broker; topology declared");
+        Ok(Live { connection, publisher })
+    }
+
+    /// Connects now (at start), so a misconfiguration shows at once.
+    pub async fn connect(&self) -> Result<(), BrokerError> {
+        self.publisher().await.map(|_| ())
+    }
+
+    async fn declare_topology(&self, ch: &Channel) -> Result<(), BrokerError> {
+        let n = &self.inner.names;
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        ch.exchange_declare(n.jobs_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
+        ch.exchange_declare(n.dead_letter_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await?;
+        ch.exchange_declare(n.control_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default()).await?;
+
+        let mut dead_args = FieldTable::default();
+        let mut job_args = FieldTable::default();
+        job_args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(n.dead_letter_exchange().into()));
+        match self.inner.settings.queue_type {
+            // Classic queues carry priorities (RabbitMQ priority queues).
+            QueueType::Classic => {
+                job_args.insert("x-max-priority".into(), AMQPValue::LongInt(9));
+            }
+            // Quorum queues: replicated; the broker dead-letters a message
+            // redelivered past the limit, safely (at-least-once), as a
+            // backstop behind the worker's own attempt count.
+            QueueType::Quorum => {
+                for args in [&mut job_args, &mut dead_args] {
+                    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+                }
+                let limit = self.inner.max_attempts as i32 + 1;
+                job_args.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit));
+                job_args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+                job_args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+            }
+        }
+        let durable_q = QueueDeclareOptions { durable: true, ..Default::default() };
+        ch.queue_declare(n.dead_queue().into(), durable_q, dead_args).await?;
+        ch.queue_bind(
+            n.dead_queue().into(),
+            n.dead_letter_exchange().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_declare(n.jobs_queue().into(), durable_q, job_args).await?;
+        ch.queue_bind(
+            n.jobs_queue().into(),
+            n.jobs_exchange().into(),
+            n.jobs_routing_key().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Publishes and waits for the broker's confirm. Success means the
+    /// broker took responsibility: acked and, for `mandatory`, routed.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+        payload: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let ch = self.publisher().await?;
+        let attempt = async {
+            let confirm = ch
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions { mandatory, ..Default::default() },
+                    payload,
+                    properties,
+                )
+                .await?;
+            match confirm.await? {
+                Confirmation::Ack(None) => Ok(()),
+                // An ack that carries the message back: it was not routed.
+                Confirmation::Ack(Some(_)) => Err(BrokerError::Unroutable),
+                Confirmation::Nack(_) => Err(BrokerError::Nacked),
+                Confirmation::NotRequested => Err(BrokerError::Unavailable("publisher confirms are off".into())),
+            }
+        };
+        tokio::time::timeout(BROKER_TIMEOUT, attempt).await.map_err(|_| BrokerError::Timeout)?
+    }
+
+    /// Declares `<prefix>.notify.<client>` if this connection has not yet.
+    pub async fn ensure_notify_exchange(&self, client: &ClientId) -> Result<String, BrokerError> {
+        let name = self.inner.names.notify_exchange(client);
+        let ch = self.publisher().await?;
+        if !self.inner.notify_declared.lock().unwrap().contains(client) {
+            declare_notify(&ch, &name).await?;
+            self.inner.notify_declared.lock().unwrap().insert(client.clone());
+        }
+        Ok(name)
+    }
+
+    /// A fresh channel on the live connection for consuming jobs, with
+    /// prefetch = `prefetch` (one unacked job per concurrent slot).
+    pub async fn consumer_channel(&self, prefetch: u16) -> Result<Channel, BrokerError> {
+        self.publisher().await?;
+        let live = self.inner.live.lock().await;
+        let connection = &live.as_ref().ok_or_else(|| BrokerError::Unavailable("not connected".into()))?.connection;
+        let ch = connection.create_channel().await?;
+        ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        Ok(ch)
+    }
+
+    /// A private, server-named queue (exclusive: it goes with this
+    /// connection) bound to `bindings`, consumed without acks. For streams
+    /// of events that are only of use while this process runs.
+    pub async fn subscribe(&self, bindings: &[(String, String)]) -> Result<(Channel, lapin::Consumer), BrokerError> {
+        let ch = self.consumer_channel(256).await?;
+        let exclusive = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+        let q = ch.queue_declare("".into(), exclusive, FieldTable::default()).await?;
+        for (exchange, key) in bindings {
+            ch.queue_bind(
+                q.name().clone(),
+                exchange.as_str().into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        let no_ack = lapin::options::BasicConsumeOptions { no_ack: true, ..Default::default() };
+        let consumer = ch.basic_consume(q.name().clone(), "".into(), no_ack, FieldTable::default()).await?;
+        Ok((ch, consumer))
+    }
+
+    /// Hands every message on `bindings` to `handle` until `shutdown`,
+    /// subscribing again (with backoff) whenever the subscription is lost.
+    /// For streams that matter only while this process runs (events for SSE,
+    /// cancellations for workers).
+    pub async fn follow(
+        &self,
+        what: &str,
+        bindings: &[(String, String)],
+        shutdown: &tokio_util::sync::CancellationToken,
+        mut handle: impl FnMut(lapin::message::Delivery),
+    ) {
+        use futures::StreamExt;
+        let mut backoff = Duration::from_millis(250);
+        while !shutdown.is_cancelled() {
+            let (_ch, mut consumer) = match self.subscribe(bindings).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "{what}: cannot subscribe");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(250);
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    n = consumer.next() => n,
+                };
+                match next {
+                    Some(Ok(delivery)) => handle(delivery),
+                    // The end of the stream means the channel or connection is gone.
+                    _ => {
+                        tracing::warn!("{what}: subscription lost; subscribing again");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Known clients (their notification exchanges exist from the start).
+    pub fn known_clients(&self) -> &[ClientId] {
+        &self.inner.known_clients
+    }
+
+    /// Jobs waiting and consumers attached, from a passive declare.
+    pub async fn queue_depth(&self) -> Result<(u32, u32), BrokerError> {
+        // Estimates are asked for on every status read and every 202: one
+        // passive declare a second is plenty.
+        // Jobs this process published since then are counted on top.
+        if let Some((at, (messages, consumers))) = *self.inner.depth_cache.lock().unwrap() {
+            if at.elapsed() < Duration::from_secs(1) {
+                let since = self.inner.enqueued_since_read.load(std::sync::atomic::Ordering::Relaxed);
+                return Ok((messages + since, consumers));
+            }
+        }
+        let depth = self.read_queue_depth().await?;
+        self.inner.enqueued_since_read.store(0, std::sync::atomic::Ordering::Relaxed);
+        *self.inner.depth_cache.lock().unwrap() = Some((std::time::Instant::now(), depth));
+        Ok(depth)
+    }
+
+    /// Counts a job published by this process (for [`Broker::queue_depth`]).
+    pub fn note_enqueued(&self) {
+        self.inner.enqueued_since_read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn read_queue_depth(&self) -> Result<(u32, u32), BrokerError> {
+        let ch = self.consumer_channel(1).await?;
+        let q = ch
+            .queue_declare(
+                self.inner.names.jobs_queue().into(),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+        let _ = ch.close(200, "done".into()).await;
+        Ok((q.message_count(), q.consumer_count()))
+    }
+
+    /// Whether the broker answers now.
+    pub async fn ready(&self) -> bool {
+        self.publisher().await.is_ok()
+    }
+
+    /// Closes the connection (at shutdown), giving up after a few seconds:
+    /// a broker that does not answer must not hold the process.
+    pub async fn close(&self) {
+        let live = match tokio::time::timeout(BROKER_TIMEOUT, self.inner.live.lock()).await {
+            Ok(mut guard) => guard.take(),
+            Err(_) => None,
+        };
+        if let Some(live) = live {
+            let closing = live.connection.close(200, "shutting down".into());
+            if tokio::time::timeout(BROKER_TIMEOUT, closing).await.is_err() {
+                tracing::warn!("broker did not confirm the close in time");
+            }
+        }
+    }
+}
+
+async fn declare_notify(ch: &Channel, name: &str) -> Result<(), BrokerError> {
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    ch.exchange_declare(name.into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+    Ok(())
+}

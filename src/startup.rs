@@ -1,0 +1,184 @@
+//! Builds and runs the roles: `serve` (API + worker + embedded store when no
+//! endpoint is set), `api`, `worker`. Tests call the same code.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::ClientId;
+use crate::embedded_s3::{EmbeddedStore, DEV_ACCESS_KEY, DEV_SECRET_KEY};
+use crate::http::{self, AppState};
+use crate::queue::Broker;
+use crate::storage::Storage;
+use crate::worker::{self, WorkerContext};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Serve,
+    Api,
+    Worker,
+}
+
+impl Role {
+    fn has_api(self) -> bool {
+        matches!(self, Role::Serve | Role::Api)
+    }
+    fn has_worker(self) -> bool {
+        matches!(self, Role::Serve | Role::Worker)
+    }
+}
+
+/// A built, not yet running, service.
+pub struct Application {
+    role: Role,
+    settings: Arc<Settings>,
+    listener: Option<TcpListener>,
+    storage: Storage,
+    broker: Broker,
+    embedded: Option<EmbeddedStore>,
+    store_shutdown: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(mut settings: Settings, role: Role) -> anyhow::Result<Application> {
+        let store_shutdown = CancellationToken::new();
+        let embedded = if settings.storage.endpoint.is_empty() {
+            anyhow::ensure!(
+                role == Role::Serve,
+                "storage.endpoint must be set for `api` and `worker`; only `serve` starts the embedded store"
+            );
+            if settings.storage.access_key.is_empty() {
+                settings.storage.access_key = DEV_ACCESS_KEY.into();
+                settings.storage.secret_key = DEV_SECRET_KEY.into();
+            }
+            let s = &settings.storage;
+            Some(
+                EmbeddedStore::start(
+                    &s.data_dir,
+                    s.embedded_port,
+                    &s.access_key,
+                    &s.secret_key,
+                    store_shutdown.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let endpoint = embedded.as_ref().map(|e| e.endpoint()).unwrap_or_else(|| settings.storage.endpoint.clone());
+        let storage = Storage::new(&settings.storage, Some(&endpoint)).await;
+        retry("object store", || storage.ensure_bucket()).await?;
+
+        let clients: Vec<ClientId> = if settings.auth.keys.is_empty() {
+            vec![ClientId::development()]
+        } else {
+            settings.auth.keys.values().filter_map(|c| ClientId::parse(c)).collect()
+        };
+        let broker = Broker::new(&settings.amqp, settings.worker.max_attempts, clients);
+        retry("broker", || broker.connect()).await?;
+
+        let listener = if role.has_api() {
+            let l = TcpListener::bind(&settings.http.bind)
+                .await
+                .with_context(|| format!("binding {}", settings.http.bind))?;
+            Some(l)
+        } else {
+            None
+        };
+        if settings.auth.keys.is_empty() && role.has_api() {
+            tracing::warn!("no API keys configured (auth.keys): development mode, every request is client \"default\"");
+        }
+        Ok(Application { role, settings: Arc::new(settings), listener, storage, broker, embedded, store_shutdown })
+    }
+
+    /// The API's bound address (port 0 in the configuration picks one).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The S3 endpoint in use (the embedded store's when it runs).
+    pub fn storage_endpoint(&self) -> String {
+        self.embedded.as_ref().map(|e| e.endpoint()).unwrap_or_else(|| self.settings.storage.endpoint.clone())
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Runs until `shutdown` fires, then drains: the API stops accepting and
+    /// finishes its requests; the worker stops consuming and finishes (or
+    /// requeues) its jobs.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        crate::metrics::handle();
+        let api = self.listener.map(|listener| {
+            let state = AppState {
+                settings: self.settings.clone(),
+                storage: self.storage.clone(),
+                broker: self.broker.clone(),
+                idempotency: Default::default(),
+                hub: crate::events::EventHub::start(self.broker.clone(), shutdown.clone()),
+                shutdown: shutdown.clone(),
+                quota: Default::default(),
+            };
+            state.quota.follow(&state.hub);
+            let shutdown = shutdown.clone();
+            let header_timeout = Duration::from_secs(self.settings.http.header_read_timeout_seconds);
+            tokio::spawn(async move {
+                tracing::info!(addr = ?listener.local_addr().ok(), "API listening");
+                http::serve::serve(listener, http::router(state), header_timeout, shutdown).await;
+                anyhow::Ok(())
+            })
+        });
+        let worker = self.role.has_worker().then(|| {
+            let ctx = Arc::new(WorkerContext {
+                settings: self.settings.worker.clone(),
+                storage: self.storage.clone(),
+                broker: self.broker.clone(),
+                stop_jobs: CancellationToken::new(),
+                cancels: Default::default(),
+            });
+            tokio::spawn(worker::run(ctx, shutdown.clone()))
+        });
+        if let Some(api) = api {
+            api.await.context("API task")?.context("API server")?;
+            tracing::debug!("API stopped");
+        }
+        if let Some(worker) = worker {
+            worker.await.context("worker task")?;
+            tracing::debug!("worker stopped");
+        }
+        self.broker.close().await;
+        self.store_shutdown.cancel();
+        drop(self.embedded);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// A few tries at start, so a broker or store that is still starting does
+/// not fail the process; after that the error is the operator's to see.
+async fn retry<F, Fut, E>(what: &str, mut f: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=8 {
+        match f().await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt == 8 => anyhow::bail!("{what} unavailable: {e}"),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
+        }
+    }
+    unreachable!()
+}

@@ -1,0 +1,381 @@
+//! The object store, through aws-sdk-s3: streamed uploads, downloads and the
+//! status documents. Keys are built here from the client id and the job id,
+//! never from user-supplied names.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::config::StorageSettings;
+use crate::domain::{ClientId, JobId, OutputFormat};
+
+/// Size of one multipart part. S3 wants at least 5 MiB for all but the last.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+    #[error("requested range not satisfiable")]
+    InvalidRange,
+    #[error("local file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stored document is not valid: {0}")]
+    Corrupt(String),
+}
+
+fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+/// Why a streamed upload stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PutStreamError<E> {
+    /// The incoming stream failed (client went away, broken multipart, idle).
+    #[error("upload body: {0}")]
+    Body(E),
+    #[error("upload exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub fn input_key(client: &ClientId, id: JobId) -> String {
+    format!("inputs/{client}/{id}")
+}
+
+pub fn output_key(client: &ClientId, id: JobId, format: OutputFormat) -> String {
+    format!("outputs/{client}/{id}/output.{}", format.extension())
+}
+
+pub fn status_key(client: &ClientId, id: JobId) -> String {
+    format!("jobs/{client}/{id}.json")
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    client: Client,
+    bucket: String,
+}
+
+impl Storage {
+    /// A client for `endpoint` (an S3-compatible URL) or, when `None`, for
+    /// AWS itself.
+    pub async fn new(settings: &StorageSettings, endpoint: Option<&str>) -> Storage {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .read_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if !settings.access_key.is_empty() {
+            loader = loader.credentials_provider(Credentials::new(
+                &settings.access_key,
+                &settings.secret_key,
+                None,
+                None,
+                "transcoder-config",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = endpoint {
+            // Non-AWS stores address buckets by path, not by host name.
+            config = config.endpoint_url(endpoint).force_path_style(true);
+        }
+        Storage { client: Client::from_conf(config.build()), bucket: settings.bucket.clone() }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn sdk(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates the bucket when it is missing.
+    pub async fn ensure_bucket(&self) -> Result<(), StoreError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let service = e.as_service_error();
+                if service.is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()) {
+                    Ok(())
+                } else {
+                    Err(unavailable(e))
+                }
+            }
+        }
+    }
+
+    /// Whether the store answers for our bucket.
+    pub async fn ready(&self) -> bool {
+        let probe = self.client.head_bucket().bucket(&self.bucket).send();
+        matches!(tokio::time::timeout(Duration::from_secs(3), probe).await, Ok(Ok(_)))
+    }
+
+    /// Streams `first` and then `rest` to `key`: one PUT for small bodies,
+    /// otherwise a multipart upload with one part in flight while the next
+    /// fills. Memory stays at about two parts whatever the size. Anything
+    /// that goes wrong aborts the upload, so nothing half-made remains.
+    pub async fn put_stream<S, E>(
+        &self,
+        key: &str,
+        content_type: &str,
+        first: Bytes,
+        mut rest: S,
+        limit: u64,
+    ) -> Result<u64, PutStreamError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        let mut total = first.len() as u64;
+        if total > limit {
+            return Err(PutStreamError::TooLarge(limit));
+        }
+        let mut buf = BytesMut::with_capacity(PART_SIZE);
+        buf.extend_from_slice(&first);
+        let mut upload: Option<Multipart> = None;
+
+        let result = async {
+            while let Some(chunk) = rest.next().await {
+                let chunk = chunk.map_err(PutStreamError::Body)?;
+                total += chunk.len() as u64;
+                if total > limit {
+                    return Err(PutStreamError::TooLarge(limit));
+                }
+                buf.extend_from_slice(&chunk);
+                while buf.len() >= PART_SIZE {
+                    let part = buf.split_to(PART_SIZE).freeze();
+                    if upload.is_none() {
+                        upload = Some(Multipart::create(self, key, content_type).await?);
+                    }
+                    upload.as_mut().expect("created above").send_part(self, key, part).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+
+        match (result, upload) {
+            (Ok(()), None) => {
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .content_type(content_type)
+                    .body(ByteStream::from(buf.freeze()))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                Ok(total)
+            }
+            (Ok(()), Some(mut upload)) => {
+                let done = async {
+                    if !buf.is_empty() {
+                        upload.send_part(self, key, buf.freeze()).await?;
+                    }
+                    upload.complete(self, key).await
+                }
+                .await;
+                match done {
+                    Ok(()) => Ok(total),
+                    Err(e) => {
+                        upload.abort(self, key).await;
+                        Err(e.into())
+                    }
+                }
+            }
+            (Err(e), upload) => {
+                if let Some(upload) = upload {
+                    upload.abort(self, key).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Uploads a local file (a transcoded output).
+    pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, StoreError> {
+        let file = tokio::fs::File::open(path).await?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        self.put_stream(key, content_type, Bytes::new(), stream, u64::MAX).await.map_err(|e| match e {
+            PutStreamError::Body(io) => StoreError::Io(io),
+            PutStreamError::Store(s) => s,
+            PutStreamError::TooLarge(_) => unreachable!("no limit on outputs"),
+        })
+    }
+
+    /// Copies an object into a local file; `None` when it does not exist.
+    pub async fn download_to_file(&self, key: &str, path: &Path) -> Result<Option<u64>, StoreError> {
+        let Some(object) = self.get(key, None).await? else {
+            return Ok(None);
+        };
+        let mut reader = object.body.into_async_read();
+        let mut file = tokio::fs::File::create(path).await?;
+        let n = tokio::io::copy_buf(&mut reader, &mut file).await?;
+        file.flush().await?;
+        Ok(Some(n))
+    }
+
+    /// The object (or a byte range of it); `None` when it does not exist.
+    pub async fn get(&self, key: &str, range: Option<&str>) -> Result<Option<GetObjectOutput>, StoreError> {
+        let request = self.client.get_object().bucket(&self.bucket).key(key).set_range(range.map(String::from));
+        match request.send().await {
+            Ok(o) => Ok(Some(o)),
+            Err(e) => {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    return Ok(None);
+                }
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) {
+                    return Err(StoreError::InvalidRange);
+                }
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) {
+                    return Ok(None);
+                }
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let Some(object) = self.get(key, None).await? else {
+            return Ok(None);
+        };
+        let bytes = object.body.collect().await.map_err(|e| StoreError::Unavailable(e.to_string()))?.into_bytes();
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(value).expect("documents serialize");
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Keys under a prefix (for tests and housekeeping).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(unavailable)?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(String::from)));
+        }
+        Ok(keys)
+    }
+}
+
+/// One multipart upload in progress, with at most one part in flight.
+struct Multipart {
+    upload_id: String,
+    parts: Vec<CompletedPart>,
+    in_flight: Option<tokio::task::JoinHandle<Result<CompletedPart, StoreError>>>,
+}
+
+impl Multipart {
+    async fn create(store: &Storage, key: &str, content_type: &str) -> Result<Multipart, StoreError> {
+        let created = store
+            .client
+            .create_multipart_upload()
+            .bucket(&store.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| StoreError::Unavailable("store returned no upload id".into()))?
+            .to_string();
+        Ok(Multipart { upload_id, parts: Vec::new(), in_flight: None })
+    }
+
+    async fn finish_in_flight(&mut self) -> Result<(), StoreError> {
+        if let Some(task) = self.in_flight.take() {
+            let part = task.await.map_err(|e| StoreError::Unavailable(format!("part upload task: {e}")))??;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self, store: &Storage, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.finish_in_flight().await?;
+        let number = self.parts.len() as i32 + 1;
+        let request = store
+            .client
+            .upload_part()
+            .bucket(&store.bucket)
+            .key(key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body));
+        self.in_flight = Some(tokio::spawn(async move {
+            let sent = request.send().await.map_err(unavailable)?;
+            Ok(CompletedPart::builder().set_e_tag(sent.e_tag().map(String::from)).part_number(number).build())
+        }));
+        Ok(())
+    }
+
+    async fn complete(&mut self, store: &Storage, key: &str) -> Result<(), StoreError> {
+        self.finish_in_flight().await?;
+        store
+            .client
+            .complete_multipart_upload()
+            .bucket(&store.bucket)
+            .key(key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts.clone())).build())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn abort(self, store: &Storage, key: &str) {
+        if let Some(task) = self.in_flight {
+            let _ = task.await;
+        }
+        let aborted = store
+            .client
+            .abort_multipart_upload()
+            .bucket(&store.bucket)
+            .key(key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await;
+        if let Err(e) = aborted {
+            tracing::warn!(key, error = %DisplayErrorContext(e), "could not abort multipart upload");
+        }
+    }
+}

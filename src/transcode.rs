@@ -1,0 +1,460 @@
+//! ffmpeg and ffprobe: arguments, limits, progress and errors.
+//!
+//! ffmpeg runs through ffmpeg-sidecar on a blocking thread (its event
+//! iterator blocks), in its own process group with a minimal environment,
+//! reading only a local file through a forced demuxer. It is killed on a
+//! stall, at the wall-clock limit, on cancellation, and by the kernel if the
+//! thread that started it goes away.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ffmpeg_sidecar::command::FfmpegCommand;
+use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{JobOptions, OutputFormat};
+
+/// Environment ffmpeg and ffprobe see: nothing of the service's.
+const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranscodeError {
+    /// The input is not something we can decode; permanent.
+    #[error("{0}")]
+    InvalidMedia(String),
+    /// The input exceeds a configured limit; permanent.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// ffmpeg made no progress for the stall interval; worth another try.
+    #[error("ffmpeg made no progress for {0} s")]
+    Stalled(u64),
+    /// The transcode ran past the wall-clock limit; permanent.
+    #[error("transcoding took longer than the limit of {0} s")]
+    TimedOut(u64),
+    #[error("cancelled")]
+    Cancelled,
+    /// Something on our side (ffmpeg missing, disk full); worth another try.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl TranscodeError {
+    /// The stable `error.code` of a failed job.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TranscodeError::InvalidMedia(_) => "invalid-media",
+            TranscodeError::LimitExceeded(_) => "input-too-large",
+            TranscodeError::Stalled(_) => "stalled",
+            TranscodeError::TimedOut(_) => "timeout",
+            TranscodeError::Cancelled => "cancelled",
+            TranscodeError::Internal(_) => "internal-error",
+        }
+    }
+
+    /// Whether another attempt could succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TranscodeError::Stalled(_) | TranscodeError::Internal(_))
+    }
+}
+
+/// What ffprobe says of a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaInfo {
+    pub duration_seconds: f64,
+    pub width: u32,
+    pub height: u32,
+    pub video_codec: String,
+    pub audio_codec: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProbeOutput {
+    #[serde(default)]
+    streams: Vec<ProbeStream>,
+    format: Option<ProbeFormat>,
+}
+
+#[derive(Deserialize)]
+struct ProbeStream {
+    codec_type: Option<String>,
+    codec_name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    duration: Option<String>,
+    #[serde(default)]
+    disposition: std::collections::HashMap<String, i64>,
+}
+
+#[derive(Deserialize)]
+struct ProbeFormat {
+    duration: Option<String>,
+}
+
+/// Parses ffprobe's JSON into [`MediaInfo`]; pure, so it is unit-tested on
+/// real ffprobe output.
+pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, TranscodeError> {
+    let out: ProbeOutput = serde_json::from_slice(json)
+        .map_err(|_| TranscodeError::InvalidMedia("the input could not be read as a video".into()))?;
+    let video = out
+        .streams
+        .iter()
+        .find(|s| {
+            s.codec_type.as_deref() == Some("video")
+                && s.disposition.get("attached_pic").copied().unwrap_or(0) == 0
+                && s.codec_name.is_some()
+                && s.width.unwrap_or(0) > 0
+                && s.height.unwrap_or(0) > 0
+        })
+        .ok_or_else(|| TranscodeError::InvalidMedia("input has no decodable video stream".into()))?;
+    let audio = out.streams.iter().find(|s| s.codec_type.as_deref() == Some("audio"));
+    let duration = out
+        .format
+        .as_ref()
+        .and_then(|f| f.duration.as_deref())
+        .or(video.duration.as_deref())
+        .and_then(|d| d.parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .ok_or_else(|| TranscodeError::InvalidMedia("input has no known duration".into()))?;
+    Ok(MediaInfo {
+        duration_seconds: duration,
+        width: video.width.unwrap_or(0),
+        height: video.height.unwrap_or(0),
+        video_codec: video.codec_name.clone().unwrap_or_default(),
+        audio_codec: audio.and_then(|a| a.codec_name.clone()),
+    })
+}
+
+/// Runs ffprobe on a local file, with the demuxer forced when given.
+pub async fn probe(path: &Path, demuxer: Option<&str>) -> Result<MediaInfo, TranscodeError> {
+    let mut cmd = tokio::process::Command::new("ffprobe");
+    cmd.env_clear()
+        .env("PATH", CHILD_PATH)
+        .args(["-v", "error"])
+        .args(match demuxer {
+            Some(d) => input_restrictions(d),
+            None => vec!["-protocol_whitelist".into(), "file".into()],
+        })
+        .args(["-print_format", "json", "-show_format", "-show_streams"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(PROBE_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| TranscodeError::InvalidMedia("reading the input's header took too long".into()))?
+        .map_err(|e| TranscodeError::Internal(format!("could not run ffprobe: {e}")))?;
+    if !output.status.success() {
+        let reason = last_line(&String::from_utf8_lossy(&output.stderr), path);
+        return Err(TranscodeError::InvalidMedia(format!("the input could not be read as a video: {reason}")));
+    }
+    parse_probe(&output.stdout)
+}
+
+/// Limits that bound one transcode.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_input_seconds: u64,
+    pub max_input_pixels: u64,
+    pub stall: Duration,
+    pub timeout: Duration,
+}
+
+impl Limits {
+    pub fn check(&self, input: &MediaInfo) -> Result<(), TranscodeError> {
+        if input.duration_seconds > self.max_input_seconds as f64 {
+            return Err(TranscodeError::LimitExceeded(format!(
+                "input lasts {:.0} s; the limit is {} s",
+                input.duration_seconds, self.max_input_seconds
+            )));
+        }
+        if input.width as u64 * input.height as u64 > self.max_input_pixels {
+            return Err(TranscodeError::LimitExceeded(format!(
+                "input frames are {}x{}; the limit is {} pixels",
+                input.width, input.height, self.max_input_pixels
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Demuxers an input may be read with, nested ones included (ffmpeg hands
+/// the list down to sub-demuxers, such as the subtitles inside an AVI that
+/// once carried an HLS playlist).
+pub const FORMAT_WHITELIST: &str = "mov,matroska,avi,mpegts,mpeg,flv,ogg,asf";
+
+/// Input options: local files only, the demuxer forced from the sniffed
+/// container, and no other demuxer anywhere below it.
+fn input_restrictions(demuxer: &str) -> Vec<String> {
+    ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST, "-f", demuxer]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// The ffmpeg arguments for one job (also what benchmarks run bare).
+pub fn ffmpeg_args(input: &Path, demuxer: &str, options: &JobOptions, output: &Path) -> Vec<String> {
+    let scale = match options.height {
+        Some(h) => format!("scale=-2:{h}"),
+        // Even dimensions, which 4:2:0 encoders require.
+        None => "scale=trunc(iw/2)*2:trunc(ih/2)*2".to_string(),
+    };
+    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y"].iter().map(|s| s.to_string()).collect();
+    args.extend(input_restrictions(demuxer));
+    args.push("-i".into());
+    args.push(input.display().to_string());
+    let common = [
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-sn",
+        "-dn",
+        "-map_metadata",
+        "-1",
+        "-vf",
+        &scale,
+        "-pix_fmt",
+        "yuv420p",
+        "-ac",
+        "2",
+    ];
+    args.extend(common.iter().map(|s| s.to_string()));
+    let codec: &[&str] = match options.format {
+        OutputFormat::Mp4 => &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+        ],
+        OutputFormat::Webm => &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-row-mt",
+            "1",
+            "-b:v",
+            "0",
+            "-crf",
+            "35",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "96k",
+            "-f",
+            "webm",
+        ],
+    };
+    args.extend(codec.iter().map(|s| s.to_string()));
+    args.push(output.display().to_string());
+    args
+}
+
+/// Progress as ffmpeg reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Seconds of output encoded so far.
+    pub encoded_seconds: f64,
+    /// Encoding speed as a multiple of real time.
+    pub speed: f32,
+}
+
+enum Report {
+    Started(u32),
+    Progress(Progress),
+}
+
+/// Runs ffmpeg with `args` until it ends, calling `on_progress` for each
+/// progress line. Stops it on a stall, at the time limit or on `cancel`.
+pub async fn run_ffmpeg(
+    args: Vec<String>,
+    scratch: &Path,
+    limits: Limits,
+    cancel: CancellationToken,
+    mut on_progress: impl FnMut(Progress),
+) -> Result<(), TranscodeError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    let scratch_owned = scratch.to_path_buf();
+    let worker = tokio::task::spawn_blocking(move || run_blocking(args, &scratch_owned, tx));
+
+    let hard_deadline = Instant::now() + limits.timeout;
+    let mut stall_deadline = Instant::now() + limits.stall;
+    let mut pid: Option<u32> = None;
+    let stop_reason = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break Some(TranscodeError::Cancelled),
+            _ = tokio::time::sleep_until(hard_deadline) => break Some(TranscodeError::TimedOut(limits.timeout.as_secs())),
+            _ = tokio::time::sleep_until(stall_deadline) => break Some(TranscodeError::Stalled(limits.stall.as_secs())),
+            report = rx.recv() => match report {
+                Some(Report::Started(p)) => pid = Some(p),
+                Some(Report::Progress(p)) => {
+                    stall_deadline = Instant::now() + limits.stall;
+                    on_progress(p);
+                }
+                None => break None,
+            },
+        }
+    };
+    if let Some(reason) = stop_reason {
+        if let Some(pid) = pid {
+            kill_group(pid);
+        }
+        // Reap it: the blocking thread ends once ffmpeg's pipes close.
+        let _ = worker.await;
+        return Err(reason);
+    }
+    let outcome = worker.await.map_err(|e| TranscodeError::Internal(format!("ffmpeg thread: {e}")))?;
+    outcome.map_err(|e| match e {
+        TranscodeError::InvalidMedia(m) => TranscodeError::InvalidMedia(m.replace(&scratch.display().to_string(), ".")),
+        other => other,
+    })
+}
+
+fn run_blocking(args: Vec<String>, scratch: &Path, tx: mpsc::UnboundedSender<Report>) -> Result<(), TranscodeError> {
+    let mut cmd = FfmpegCommand::new_with_path("ffmpeg");
+    cmd.args(&args);
+    configure_child(cmd.as_inner_mut(), scratch);
+    let mut child = cmd.spawn().map_err(|e| TranscodeError::Internal(format!("could not start ffmpeg: {e}")))?;
+    let _ = tx.send(Report::Started(child.as_inner().id()));
+    let mut errors: VecDeque<String> = VecDeque::new();
+    match child.iter() {
+        Ok(events) => {
+            for event in events {
+                match event {
+                    FfmpegEvent::Progress(p) => {
+                        let report = Progress { encoded_seconds: parse_clock(&p.time).unwrap_or(0.0), speed: p.speed };
+                        let _ = tx.send(Report::Progress(report));
+                    }
+                    FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line) | FfmpegEvent::Error(line) => {
+                        if errors.len() == 4 {
+                            errors.pop_front();
+                        }
+                        errors.push_back(line);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(e) => errors.push_back(e.to_string()),
+    }
+    let status = child.wait().map_err(|e| TranscodeError::Internal(format!("waiting for ffmpeg: {e}")))?;
+    if status.success() {
+        return Ok(());
+    }
+    let reason = errors.back().cloned().unwrap_or_else(|| format!("ffmpeg exited with {status}"));
+    Err(TranscodeError::InvalidMedia(format!("the input could not be transcoded: {}", tidy(&reason))))
+}
+
+/// Own process group (so the whole tree can be killed), a minimal
+/// environment, the job's folder as working directory, and death with the
+/// thread that started it.
+fn configure_child(cmd: &mut std::process::Command, scratch: &Path) {
+    use std::os::unix::process::CommandExt;
+    cmd.env_clear().env("PATH", CHILD_PATH).current_dir(scratch).process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn kill_group(pid: u32) {
+    // SAFETY: plain syscall; a negative pid addresses the process group.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+}
+
+/// `HH:MM:SS.cc` → seconds.
+pub fn parse_clock(s: &str) -> Option<f64> {
+    let mut total = 0.0;
+    for part in s.trim().split(':') {
+        total = total * 60.0 + part.parse::<f64>().ok()?;
+    }
+    (total >= 0.0).then_some(total)
+}
+
+/// Drops ffmpeg's `[level]` prefix and any local path from a log line.
+fn tidy(line: &str) -> String {
+    let line = line.trim();
+    let line = line.strip_prefix('[').and_then(|l| l.split_once("] ")).map(|(_, rest)| rest).unwrap_or(line);
+    line.to_string()
+}
+
+fn last_line(stderr: &str, path: &Path) -> String {
+    let line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("unknown error");
+    tidy(&line.replace(&path.display().to_string(), "input"))
+}
+
+/// A private working folder for one job, removed when dropped.
+pub fn scratch_dir(base: &Path) -> std::io::Result<tempfile::TempDir> {
+    let mut b = tempfile::Builder::new();
+    b.prefix("transcoder-job-");
+    if base.as_os_str().is_empty() {
+        b.tempdir()
+    } else {
+        std::fs::create_dir_all(base)?;
+        b.tempdir_in(base)
+    }
+}
+
+pub fn output_path(scratch: &Path, format: OutputFormat) -> PathBuf {
+    scratch.join(format!("output.{}", format.extension()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_clock_times() {
+        assert_eq!(parse_clock("00:01:02.50"), Some(62.5));
+        assert_eq!(parse_clock("N/A"), None);
+    }
+
+    #[test]
+    fn reads_real_ffprobe_output() {
+        let info = parse_probe(include_bytes!("../tests/fixtures/probe_h264_aac.json")).unwrap();
+        assert_eq!(info.video_codec, "h264");
+        assert_eq!(info.audio_codec.as_deref(), Some("aac"));
+        assert_eq!((info.width, info.height), (320, 240));
+        assert!((info.duration_seconds - 2.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn a_file_without_video_is_invalid_media() {
+        let json = br#"{"streams":[{"codec_type":"audio","codec_name":"mp3"}],"format":{"duration":"3.0"}}"#;
+        let err = parse_probe(json).unwrap_err();
+        assert_eq!(err.code(), "invalid-media");
+        assert_eq!(err.to_string(), "input has no decodable video stream");
+    }
+
+    #[test]
+    fn tidies_ffmpeg_log_lines() {
+        assert_eq!(tidy("[error] moov atom not found"), "moov atom not found");
+    }
+}

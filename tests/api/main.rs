@@ -1,0 +1,17 @@
+//! Integration tests against the real broker, a real S3-compatible store
+//! (the embedded one, or moto for the multi-process test) and real ffmpeg.
+//! Every test uses its own AMQP prefix, bucket and data folder.
+
+mod helpers;
+mod hostile;
+mod procs;
+
+mod clients;
+mod memory;
+mod observability;
+mod pipeline;
+mod processes;
+mod push;
+mod reliability;
+mod scheduling;
+mod validation;

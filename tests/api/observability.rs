@@ -1,0 +1,87 @@
+//! One job followed across processes: the API's and the worker's JSON log
+//! lines carry its id and the request's W3C trace id.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use transcoder::embedded_s3::{EmbeddedStore, DEV_ACCESS_KEY, DEV_SECRET_KEY};
+
+use crate::helpers::*;
+use crate::procs::Proc;
+
+fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Lines whose text (fields and span fields) mentions every needle.
+fn mentioning<'a>(lines: &'a [serde_json::Value], needles: &[&str]) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|l| needles.iter().all(|n| l.to_string().contains(n))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_id_and_trace_id_appear_in_both_the_api_and_the_worker_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        EmbeddedStore::start(&dir.path().join("store"), 0, DEV_ACCESS_KEY, DEV_SECRET_KEY, CancellationToken::new())
+            .await
+            .unwrap();
+    let prefix = unique("obs");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spawn = |role: &str| {
+        let log = std::fs::File::create(dir.path().join(format!("{role}.log"))).unwrap();
+        Proc {
+            child: Command::new(env!("CARGO_BIN_EXE_transcoder"))
+                .args([role, "--log-format", "json"])
+                .env("RUST_LOG", "info")
+                .env("TRANSCODER__AMQP__PREFIX", &prefix)
+                .env("TRANSCODER__HTTP__BIND", format!("127.0.0.1:{port}"))
+                .env("TRANSCODER__STORAGE__ENDPOINT", store.endpoint())
+                .env("TRANSCODER__STORAGE__ACCESS_KEY", DEV_ACCESS_KEY)
+                .env("TRANSCODER__STORAGE__SECRET_KEY", DEV_SECRET_KEY)
+                .env("TRANSCODER__WORKER__SCRATCH_DIR", dir.path().join("scratch"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        }
+    };
+    let mut api = spawn("api");
+    let mut worker = spawn("worker");
+    let address = format!("http://127.0.0.1:{port}");
+    let http = http_client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while http.get(format!("{address}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(std::time::Instant::now() < deadline, "api not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut sub = Subscriber::bind(&prefix, "default", "job.completed.*").await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = http
+        .post(format!("{address}/video/convert"))
+        .header("Content-Type", "video/mp4")
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .body(std::fs::read(Clip::small(1).make(dir.path(), "c.mp4")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    sub.wait_for(&format!("job.completed.{id}"), JOB_TIMEOUT).await;
+    assert!(api.terminate(Duration::from_secs(20)).await.success());
+    assert!(worker.terminate(Duration::from_secs(20)).await.success());
+
+    let api_lines = json_lines(&dir.path().join("api.log"));
+    let worker_lines = json_lines(&dir.path().join("worker.log"));
+    let in_api = mentioning(&api_lines, &[&id, trace_id]);
+    let in_worker = mentioning(&worker_lines, &[&id, trace_id]);
+    assert!(!in_api.is_empty(), "no API line with job and trace: {api_lines:?}");
+    assert!(!in_worker.is_empty(), "no worker line with job and trace: {worker_lines:?}");
+    assert!(in_worker.iter().any(|l| l.to_string().contains("job finished")));
+    println!(
+        "logs: {} API and {} worker JSON lines carry job {id} and trace {trace_id}",
+        in_api.len(),
+        in_worker.len()
+    );
+    delete_topology(&prefix);
+}
