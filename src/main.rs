@@ -97,8 +97,13 @@ impl TargetArgs {
     }
 }
 
+fn main() -> std::process::ExitCode {
+    transcoder::startup::tune_allocator();
+    run_command()
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn run_command() -> std::process::ExitCode {
     let cli = Cli::parse();
     let is_service = matches!(cli.command, Command::Serve | Command::Api | Command::Worker);
     if is_service {

@@ -36,6 +36,7 @@ fn describe() {
     describe_histogram!("transcoder_queue_wait_seconds", Unit::Seconds, "From submission to first start");
     describe_gauge!("transcoder_queue_depth", "Jobs waiting in <prefix>.jobs");
     describe_gauge!("transcoder_queue_consumers", "Workers consuming <prefix>.jobs");
+    describe_gauge!("transcoder_uploads_in_progress", "Uploads being received, by client");
     describe_counter!("transcoder_upload_bytes_total", Unit::Bytes, "Bytes of accepted uploads");
     describe_counter!("transcoder_http_requests_total", "HTTP requests, by method, route and status");
 }

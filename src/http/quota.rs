@@ -27,6 +27,7 @@ impl Drop for UploadSlot {
         if let Some(n) = self.uploads.lock().unwrap().get_mut(&self.client) {
             *n -= 1;
         }
+        metrics::gauge!("transcoder_uploads_in_progress", "client" => self.client.to_string()).decrement(1.0);
     }
 }
 
@@ -71,6 +72,7 @@ impl Quota {
             )));
         }
         *n += 1;
+        metrics::gauge!("transcoder_uploads_in_progress", "client" => client.to_string()).increment(1.0);
         Ok(UploadSlot { uploads: self.uploads.clone(), client: client.clone() })
     }
 

@@ -9,13 +9,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::helpers::*;
 use crate::procs::*;
 
-fn metric(text: &str, name: &str, label: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_wait_downloads_the_result_driven_by_events_without_polling_the_status() {
     let dir = tempfile::tempdir().unwrap();

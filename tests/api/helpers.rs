@@ -320,3 +320,11 @@ pub async fn spawn_api_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
+
+/// The sum of a Prometheus text metric's samples whose labels contain `label`.
+pub fn metric(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -232,51 +232,46 @@ async fn a_stalled_body_is_aborted_and_an_oversize_one_refused_leaving_no_partia
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_over_its_upload_or_pending_job_quota_gets_429() {
+    // A client of its own, so the per-client upload gauge is this test's.
     let app = spawn_api_with(|s| {
+        s.auth.keys.insert("key-quota".into(), "quota".into());
         s.http.max_concurrent_uploads_per_client = 1;
         s.http.max_pending_jobs_per_client = 2;
     })
     .await;
     let clip = std::fs::read(Clip::small(1).make(app.dir.path(), "c.mp4")).unwrap();
+    let post = |body: reqwest::Body| {
+        app.http.post(app.url("/video/convert")).bearer_auth("key-quota").header("Content-Type", "video/mp4").body(body)
+    };
     let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
     tx.unbounded_send(Ok(clip[..1000].to_vec())).unwrap();
-    let slow = tokio::spawn(
-        app.http
-            .post(app.url("/video/convert"))
-            .header("Content-Type", "video/mp4")
-            .body(reqwest::Body::wrap_stream(rx))
-            .send(),
-    );
-    // The held upload owns the only slot once its body has started.
+    let slow = tokio::spawn(post(reqwest::Body::wrap_stream(rx)).send());
+
+    // Wait until the held upload owns the only slot.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut accepted = 0;
-    let busy = loop {
-        let r = app.submit_bytes(clip.clone(), "video/mp4", "").await;
-        match r.status().as_u16() {
-            429 => break r,
-            202 => accepted += 1, // sent before the held upload took its slot
-            other => panic!("unexpected {other}"),
+    loop {
+        let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metric(&text, "transcoder_uploads_in_progress", "client=\"quota\"") == 1.0 {
+            break;
         }
-        assert!(Instant::now() < deadline, "never limited");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        assert!(Instant::now() < deadline, "the held upload never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let busy = post(b"x".to_vec().into()).send().await.unwrap();
+    assert_eq!(busy.status(), 429);
     assert!(busy.headers().contains_key("retry-after"));
-    assert_eq!(busy.json::<serde_json::Value>().await.unwrap()["code"], "too-many-requests");
+    let problem = busy.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(problem["code"], "too-many-requests");
+    assert!(problem["detail"].as_str().unwrap().contains("uploads in progress"), "{problem}");
     tx.unbounded_send(Ok(clip[1000..].to_vec())).unwrap();
     drop(tx);
     assert_eq!(slow.await.unwrap().unwrap().status(), 202);
-    accepted += 1;
 
     // No worker runs here: jobs stay pending, up to two of them.
-    let last = loop {
-        let r = app.submit_bytes(clip.clone(), "video/mp4", "").await;
-        if r.status() != 202 {
-            break r;
-        }
-        accepted += 1;
-    };
+    assert_eq!(post(clip.clone().into()).send().await.unwrap().status(), 202);
+    let last = post(clip.clone().into()).send().await.unwrap();
     assert_eq!(last.status(), 429);
+    assert!(last.headers().contains_key("retry-after"));
     assert!(last.json::<serde_json::Value>().await.unwrap()["detail"].as_str().unwrap().contains("unfinished"));
-    assert_eq!(accepted, 2);
     app.stop().await;
 }
