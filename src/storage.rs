@@ -142,9 +142,28 @@ impl Storage {
         key: &str,
         content_type: &str,
         first: Bytes,
-        mut rest: S,
+        rest: S,
         limit: u64,
     ) -> Result<u64, PutStreamError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+    {
+        let pending = self.receive_stream(key, content_type, first, rest, limit).await?;
+        Ok(pending.finish(self).await?)
+    }
+
+    /// [`Storage::put_stream`] up to its last write: reads the whole stream
+    /// and sends every full part, then returns the rest as a [`PendingPut`],
+    /// so the caller can run other writes beside the last one. On an error
+    /// nothing remains in the store.
+    pub async fn receive_stream<S, E>(
+        &self,
+        key: &str,
+        content_type: &str,
+        first: Bytes,
+        mut rest: S,
+        limit: u64,
+    ) -> Result<PendingPut, PutStreamError<E>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
@@ -175,37 +194,15 @@ impl Storage {
             Ok(())
         }
         .await;
-
-        match (result, upload) {
-            (Ok(()), None) => {
-                self.client
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .content_type(content_type)
-                    .body(ByteStream::from(buf.freeze()))
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                Ok(total)
-            }
-            (Ok(()), Some(mut upload)) => {
-                let done = async {
-                    if !buf.is_empty() {
-                        upload.send_part(self, key, buf.freeze()).await?;
-                    }
-                    upload.complete(self, key).await
-                }
-                .await;
-                match done {
-                    Ok(()) => Ok(total),
-                    Err(e) => {
-                        upload.abort(self, key).await;
-                        Err(e.into())
-                    }
-                }
-            }
-            (Err(e), upload) => {
+        match result {
+            Ok(()) => Ok(PendingPut {
+                key: key.to_string(),
+                content_type: content_type.to_string(),
+                rest: buf.freeze(),
+                upload,
+                size: total,
+            }),
+            Err(e) => {
                 if let Some(upload) = upload {
                     upload.abort(self, key).await;
                 }
@@ -376,6 +373,65 @@ impl Multipart {
             .await;
         if let Err(e) = aborted {
             tracing::warn!(key, error = %DisplayErrorContext(e), "could not abort multipart upload");
+        }
+    }
+}
+
+/// A streamed upload whose body has been read whole: its last write (the
+/// single PUT, or the last part and the completion) is still to be made.
+/// Either [`PendingPut::finish`] or [`PendingPut::abort`] it.
+#[must_use = "finish or abort the upload"]
+pub struct PendingPut {
+    key: String,
+    content_type: String,
+    rest: Bytes,
+    upload: Option<Multipart>,
+    size: u64,
+}
+
+impl PendingPut {
+    /// Bytes received.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the last write; on failure the upload is aborted.
+    pub async fn finish(self, store: &Storage) -> Result<u64, StoreError> {
+        let PendingPut { key, content_type, rest, upload, size } = self;
+        match upload {
+            None => {
+                store
+                    .client
+                    .put_object()
+                    .bucket(&store.bucket)
+                    .key(&key)
+                    .content_type(content_type)
+                    .body(ByteStream::from(rest))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Some(mut upload) => {
+                let done = async {
+                    if !rest.is_empty() {
+                        upload.send_part(store, &key, rest).await?;
+                    }
+                    upload.complete(store, &key).await
+                }
+                .await;
+                if let Err(e) = done {
+                    upload.abort(store, &key).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(size)
+    }
+
+    /// Gives the upload up: nothing of it remains in the store.
+    pub async fn abort(self, store: &Storage) {
+        if let Some(upload) = self.upload {
+            upload.abort(store, &self.key).await;
         }
     }
 }

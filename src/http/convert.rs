@@ -24,7 +24,7 @@ use super::status::{estimate_queued, load_job};
 use super::{ApiError, AppState, Client};
 use crate::domain::{ClientId, Container, InputInfo, JobId, JobMessage, JobOptions, OptionError, StatusDoc};
 use crate::sniff::{sniff, SNIFF_LEN};
-use crate::storage::{input_key, status_key, PutStreamError};
+use crate::storage::{input_key, status_key, PendingPut, PutStreamError};
 use crate::trace::TraceParent;
 
 pub fn router() -> Router<AppState> {
@@ -43,11 +43,13 @@ impl From<OptionError> for ApiError {
     }
 }
 
-/// A stored upload, before it becomes a job.
+/// A received upload, before it becomes a job. Its last write to the store
+/// is still pending (`None` for a replay, which stores nothing).
 struct StoredInput {
     container: Container,
     size: u64,
     filename: Option<String>,
+    pending: Option<PendingPut>,
 }
 
 async fn convert(State(state): State<AppState>, Client(client): Client, req: Request) -> Result<Response, ApiError> {
@@ -86,7 +88,7 @@ async fn convert_inner(
         state.quota.start_upload(&client, http.max_concurrent_uploads_per_client, http.max_pending_jobs_per_client)?;
     let id = JobId::new();
     let store = !matches!(claim, Some(Claim::Replay { .. }));
-    let received = receive(&state, &client, id, req, store, key.is_some()).await?;
+    let mut received = receive(&state, &client, id, req, store, key.is_some()).await?;
     let fingerprint = received.body_sha256.as_ref().map(|h| idempotency::fingerprint(&received.options, h));
 
     let doc = match claim {
@@ -98,7 +100,7 @@ async fn convert_inner(
             load_job(&state, &client, job).await?
         }
         claim => {
-            let doc = match enqueue(&state, &client, id, &received, &trace).await {
+            let doc = match enqueue(&state, &client, id, &mut received, &trace).await {
                 Ok(doc) => doc,
                 Err(e) => {
                     remove_quietly(&state, &input_key(&client, id)).await;
@@ -181,15 +183,17 @@ struct Sink {
     hasher: Option<Arc<Mutex<Sha256>>>,
 }
 
-/// Writes the status document and publishes the job; removes the document
-/// again when the broker does not take the job.
+/// Completes the input and writes the status document, side by side, then
+/// publishes the job; removes the document again when anything fails (the
+/// caller removes the input).
 async fn enqueue(
     state: &AppState,
     client: &ClientId,
     id: JobId,
-    received: &Received,
+    received: &mut Received,
     trace: &TraceParent,
 ) -> Result<StatusDoc, ApiError> {
+    let pending = received.stored.pending.take();
     let (options, stored) = (&received.options, &received.stored);
     let input = InputInfo {
         filename: stored.filename.clone(),
@@ -198,7 +202,20 @@ async fn enqueue(
     };
     let doc = StatusDoc::queued(id, options, input, Utc::now());
     let doc_key = status_key(client, id);
-    state.storage.put_json(&doc_key, &doc).await?;
+    let input_done = async {
+        match pending {
+            Some(p) => p.finish(&state.storage).await.map(drop),
+            None => Ok(()),
+        }
+    };
+    match tokio::join!(input_done, state.storage.put_json(&doc_key, &doc)) {
+        (Ok(()), Ok(())) => {}
+        (Err(e), Ok(())) => {
+            remove_quietly(state, &doc_key).await;
+            return Err(e.into());
+        }
+        (_, Err(e)) => return Err(e.into()),
+    }
 
     let message =
         JobMessage::TranscodeV1 { id, client: client.clone(), options: options.clone(), container: stored.container };
@@ -288,13 +305,14 @@ where
     }
     let container = sniff(&head).ok_or(StoreInputError::NotVideo)?;
     let limit = state.settings.http.max_upload_bytes;
-    let size = if sink.store {
+    let (size, pending) = if sink.store {
         let key = input_key(client, id);
-        state
+        let pending = state
             .storage
-            .put_stream(&key, container.content_type(), head.freeze(), body, limit)
+            .receive_stream(&key, container.content_type(), head.freeze(), body, limit)
             .await
-            .map_err(StoreInputError::Put)?
+            .map_err(StoreInputError::Put)?;
+        (pending.size(), Some(pending))
     } else {
         // A replay: the bytes are only hashed, to compare with the first request.
         let mut size = head.len() as u64;
@@ -304,9 +322,9 @@ where
                 return Err(StoreInputError::Put(PutStreamError::TooLarge(limit)));
             }
         }
-        size
+        (size, None)
     };
-    Ok(StoredInput { container, size, filename })
+    Ok(StoredInput { container, size, filename, pending })
 }
 
 /// The multipart form: one part named `file` (the video), and text fields
@@ -350,8 +368,8 @@ async fn from_multipart(
         (Ok(()), Some(input)) => Ok(input),
         (Ok(()), None) => Err(malformed_multipart("the form has no part named \"file\"".into())),
         (Err(e), stored) => {
-            if stored.is_some() && sink.store {
-                remove_quietly(state, &input_key(client, id)).await;
+            if let Some(pending) = stored.and_then(|s| s.pending) {
+                pending.abort(&state.storage).await;
             }
             Err(e)
         }
