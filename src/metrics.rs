@@ -33,6 +33,11 @@ fn describe() {
     describe_counter!("transcoder_jobs_failed_total", "Jobs failed, by output format and error code");
     describe_counter!("transcoder_jobs_cancelled_total", "Jobs cancelled");
     describe_histogram!("transcoder_job_duration_seconds", Unit::Seconds, "From start of processing to done");
+    describe_histogram!(
+        "transcoder_job_phase_seconds",
+        Unit::Seconds,
+        "Steps of a transcode: fetch (input copy), probe, ffmpeg, store (output probe and upload)"
+    );
     describe_histogram!("transcoder_queue_wait_seconds", Unit::Seconds, "From submission to first start");
     describe_gauge!("transcoder_queue_depth", "Jobs waiting in <prefix>.jobs");
     describe_gauge!("transcoder_queue_consumers", "Workers consuming <prefix>.jobs");

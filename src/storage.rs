@@ -228,7 +228,9 @@ impl Storage {
             return Ok(None);
         };
         let mut reader = object.body.into_async_read();
-        let mut file = tokio::fs::File::create(path).await?;
+        // Network reads come in pieces of a few KiB; each write to a tokio
+        // file is a trip to the blocking pool, so write whole MiBs.
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(path).await?);
         let n = tokio::io::copy_buf(&mut reader, &mut file).await?;
         file.flush().await?;
         Ok(Some(n))

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use transcoder::embedded_s3::{EmbeddedStore, DEV_ACCESS_KEY, DEV_SECRET_KEY};
 
+/// The worker's steps, as labelled in `transcoder_job_phase_seconds`.
+pub const PHASES: [&str; 4] = ["fetch", "probe", "ffmpeg", "store"];
+
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// What every scenario shares: a scratch folder and an S3-compatible store
@@ -98,6 +101,24 @@ impl Service {
         process_cpu(self.pid())
     }
 
+    /// CPU seconds of the service process alone, without ffmpeg.
+    pub fn own_cpu_seconds(&self) -> f64 {
+        process_own_cpu(self.pid())
+    }
+
+    /// Seconds spent so far in each transcode phase (fetch, probe, ffmpeg,
+    /// store), from the `transcoder_job_phase_seconds` histogram.
+    pub async fn phase_seconds(&self, http: &reqwest::Client) -> [f64; 4] {
+        let text = http.get(format!("{}/metrics", self.address)).send().await.unwrap().text().await.unwrap();
+        PHASES.map(|phase| {
+            let label = format!("phase=\"{phase}\"");
+            text.lines()
+                .filter(|l| l.starts_with("transcoder_job_phase_seconds_sum") && l.contains(&label))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+    }
+
     pub fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let kib: f64 = status
@@ -119,14 +140,34 @@ impl Service {
     }
 }
 
-/// utime + stime + cutime + cstime of a process, in seconds.
-pub fn process_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<u64> = after_comm.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    // after the state letter: fields 14..17 of stat are indices 10..13 here
+/// Fields 14–17 of `/proc/<pid>/stat` (utime, stime, cutime, cstime), in
+/// seconds; `None` when the process is gone.
+fn stat_times(pid: u32) -> Option<[f64; 4]> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after "(comm) ": the state is field 3, so field n is at n - 3.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (fields[10] + fields[11] + fields[12] + fields[13]) as f64 / ticks
+    let at = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0) / ticks;
+    Some([at(14), at(15), at(16), at(17)])
+}
+
+/// CPU seconds of a process and its waited-for children (ffmpeg).
+pub fn process_cpu(pid: u32) -> f64 {
+    stat_times(pid).map_or(0.0, |t| t.iter().sum())
+}
+
+/// CPU seconds of a process alone (its threads, not its children).
+pub fn process_own_cpu(pid: u32) -> f64 {
+    stat_times(pid).map_or(0.0, |t| t[0] + t[1])
+}
+
+/// CPU seconds of the local RabbitMQ node (the `beam.smp` process), or 0.
+pub fn broker_cpu() -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "beam.smp"))
+        .map(process_own_cpu)
+        .sum()
 }
 
 /// CPU seconds used by this process's waited-for children so far.

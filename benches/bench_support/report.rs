@@ -11,6 +11,25 @@ pub struct Pair {
     pub b_cpu: f64,
 }
 
+/// Where one service job's time went (seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Breakdown {
+    /// 202 → completion event.
+    pub wall: f64,
+    pub fetch: f64,
+    pub probe: f64,
+    pub ffmpeg: f64,
+    pub store: f64,
+    /// CPU of the service process itself.
+    pub own_cpu: f64,
+    /// CPU of its ffmpeg and ffprobe children.
+    pub ffmpeg_cpu: f64,
+    /// CPU of the RabbitMQ node during the job.
+    pub broker_cpu: f64,
+    /// CPU of the benchmark process (the store and the subscriber).
+    pub store_cpu: f64,
+}
+
 const ANALYSIS_MARKER: &str = "<!-- analysis: kept across reruns -->";
 
 #[derive(Default)]
@@ -18,6 +37,9 @@ pub struct Report {
     pairs: usize,
     /// (clip seconds, input bytes, pairs)
     pub transcode: Vec<(u32, u64, Vec<Pair>)>,
+    /// (clip seconds, one breakdown per service job, broker CPU s during
+    /// each bare ffmpeg run)
+    pub transcode_breakdown: Vec<(u32, Vec<Breakdown>, Vec<f64>)>,
     /// (bytes, pairs, API peak RSS MiB after this size)
     pub upload: Vec<(u64, Vec<Pair>, f64)>,
     /// (concurrency, runs of (api rps, direct rps, api latencies, direct latencies))
@@ -153,6 +175,40 @@ impl Report {
                     col(&|x| (x.a - x.b) * 1000.0, 0),
                     col(&|x| x.a_cpu, 2),
                     col(&|x| x.b_cpu, 2)
+                );
+            }
+            let _ = writeln!(md);
+            let _ = writeln!(
+                md,
+                "Where the service's time goes, per job (from its `transcoder_job_phase_seconds` histogram): \
+                 the input copy out of the store (fetch), the input probe, ffmpeg itself, the output probe and upload \
+                 (store), and the rest (hand-off from the API to the worker, status writes and events). \
+                 \"ffmpeg in service / bare\" compares ffmpeg's run inside the service with the bare run of the same pair. \
+                 CPU during the job: the service process itself, its ffmpeg/ffprobe children, the RabbitMQ node, and the \
+                 benchmark process (the store and the subscriber); the broker's CPU during the bare runs for comparison.\n"
+            );
+            let _ = writeln!(
+                md,
+                "| clip | fetch ms | probe ms | ffmpeg s | store ms | rest ms | ffmpeg in service / bare | service process CPU s | ffmpeg CPU s | broker CPU s | store CPU s | broker CPU s, bare |"
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+            for ((secs, b, bare_broker), (_, _, p)) in self.transcode_breakdown.iter().zip(&self.transcode) {
+                let col = |f: &dyn Fn(&Breakdown) -> f64, d| spread(&b.iter().map(f).collect::<Vec<_>>(), d);
+                let inside: Vec<f64> = b.iter().zip(p).map(|(b, p)| b.ffmpeg / p.b).collect();
+                let _ = writeln!(
+                    md,
+                    "| {secs} s | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    col(&|x| x.fetch * 1000.0, 0),
+                    col(&|x| x.probe * 1000.0, 0),
+                    col(&|x| x.ffmpeg, 2),
+                    col(&|x| x.store * 1000.0, 0),
+                    col(&|x| (x.wall - x.fetch - x.probe - x.ffmpeg - x.store) * 1000.0, 0),
+                    spread(&inside, 3),
+                    col(&|x| x.own_cpu, 2),
+                    col(&|x| x.ffmpeg_cpu, 2),
+                    col(&|x| x.broker_cpu, 2),
+                    col(&|x| x.store_cpu, 2),
+                    spread(bare_broker, 2)
                 );
             }
             let _ = writeln!(md);

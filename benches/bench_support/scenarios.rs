@@ -9,7 +9,7 @@ use lapin::types::FieldTable;
 use transcoder::domain::JobOptions;
 
 use super::measure::*;
-use super::report::{Pair, Report};
+use super::report::{Breakdown, Pair, Report};
 
 /// A subscriber on `<prefix>.notify.default`.
 struct Events {
@@ -80,19 +80,38 @@ pub async fn transcode_overhead(env: &BenchEnv, report: &mut Report, sizes: &[u3
         let input = clip(env.dir.path(), seconds, 1280, 720);
         let bytes = std::fs::read(&input).unwrap();
         let mut results = Vec::new();
+        let mut breakdown = Vec::new();
+        let mut bare_broker = Vec::new();
         for i in 0..pairs {
             let mut service = (0.0, 0.0);
             let mut bare = (0.0, 0.0);
             for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
                 if side == 0 {
+                    let phases0 = svc.phase_seconds(&env.http).await;
                     let (id, accepted) = post_file(env, &svc, bytes.clone()).await;
-                    let cpu0 = svc.cpu_seconds();
+                    let (cpu0, own0) = (svc.cpu_seconds(), svc.own_cpu_seconds());
+                    let (broker0, bench0) = (broker_cpu(), self_cpu());
                     events.completed(&id).await;
                     service = (accepted.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0);
+                    let own = svc.own_cpu_seconds() - own0;
+                    let (broker, store) = (broker_cpu() - broker0, self_cpu() - bench0);
+                    let phases1 = svc.phase_seconds(&env.http).await;
+                    let spent: Vec<f64> = (0..PHASES.len()).map(|i| phases1[i] - phases0[i]).collect();
+                    breakdown.push(Breakdown {
+                        wall: service.0,
+                        fetch: spent[0],
+                        probe: spent[1],
+                        ffmpeg: spent[2],
+                        store: spent[3],
+                        own_cpu: own,
+                        ffmpeg_cpu: service.1 - own,
+                        broker_cpu: broker,
+                        store_cpu: store,
+                    });
                 } else {
                     let out = env.dir.path().join("bare.mp4");
                     let args = transcoder::transcode::ffmpeg_args(&input, "mov", &JobOptions::default(), &out);
-                    let (cpu0, t0) = (children_cpu(), Instant::now());
+                    let (cpu0, t0, broker0) = (children_cpu(), Instant::now(), broker_cpu());
                     let status = tokio::process::Command::new("ffmpeg")
                         .args(&args)
                         .stdout(std::process::Stdio::null())
@@ -102,12 +121,14 @@ pub async fn transcode_overhead(env: &BenchEnv, report: &mut Report, sizes: &[u3
                         .unwrap();
                     assert!(status.success());
                     bare = (t0.elapsed().as_secs_f64(), children_cpu() - cpu0);
+                    bare_broker.push(broker_cpu() - broker0);
                 }
             }
             eprintln!("(a) {seconds} s clip, pair {}: service {:.2} s, bare ffmpeg {:.2} s", i + 1, service.0, bare.0);
             results.push(Pair { a: service.0, b: bare.0, a_cpu: service.1, b_cpu: bare.1 });
         }
         report.transcode.push((seconds, bytes.len() as u64, results));
+        report.transcode_breakdown.push((seconds, breakdown, bare_broker));
     }
     svc.stop();
 }

@@ -33,6 +33,9 @@ pub async fn serve(listener: TcpListener, router: Router, header_timeout: Durati
                 }
             },
         };
+        // Streamed responses go out in pieces; do not let Nagle's algorithm
+        // hold one back for the client's delayed acknowledgement.
+        let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);

@@ -1,6 +1,7 @@
 //! One delivery, from the stored input to the terminal event. Every
 //! delivery ends in exactly one ack, reject or requeue.
 
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -126,12 +127,15 @@ async fn attempt(ctx: &WorkerContext, job: Job<'_>, doc: &mut StatusDoc) -> Outc
     if let Err(e) = save(ctx, client, doc).await {
         return Outcome::Retry(e.to_string());
     }
-    if let Err(e) = events::publish(&ctx.broker, client, doc, EventKind::Started).await {
-        tracing::warn!(error = %e, "could not publish the started event");
-    }
     tracing::info!(attempt = doc.attempt, "transcoding");
+    let started_doc = doc.clone();
+    let started = async {
+        if let Err(e) = events::publish(&ctx.broker, client, &started_doc, EventKind::Started).await {
+            tracing::warn!(error = %e, "could not publish the started event");
+        }
+    };
 
-    match transcode_job(ctx, job, doc).await {
+    match transcode_job(ctx, job, doc, started).await {
         Ok(output) => {
             doc.finish_done(output, Utc::now());
             finish(ctx, client, doc).await
@@ -168,16 +172,34 @@ enum JobError {
     Store(#[from] StoreError),
 }
 
-/// Private copy of the input → probe → ffmpeg → probe → upload.
-async fn transcode_job(ctx: &WorkerContext, job: Job<'_>, doc: &mut StatusDoc) -> Result<OutputInfo, JobError> {
+/// Private copy of the input → probe → ffmpeg → probe → upload. `started`
+/// (the started event) runs beside the copy and ends before the probe, so
+/// it always precedes the progress events.
+async fn transcode_job(
+    ctx: &WorkerContext,
+    job: Job<'_>,
+    doc: &mut StatusDoc,
+    started: impl Future<Output = ()>,
+) -> Result<OutputInfo, JobError> {
     let Job { client, options, container, stop } = job;
     let s = &ctx.settings;
-    let scratch = transcode::scratch_dir(&s.scratch_dir).map_err(|e| TranscodeError::Internal(e.to_string()))?;
+    let scratch = match transcode::scratch_dir(&s.scratch_dir) {
+        Ok(scratch) => scratch,
+        Err(e) => {
+            started.await;
+            return Err(TranscodeError::Internal(e.to_string()).into());
+        }
+    };
     let input = scratch.path().join("input");
-    if ctx.storage.download_to_file(&input_key(client, doc.id), &input).await?.is_none() {
+    let mut phase = Phases::start();
+    let source = input_key(client, doc.id);
+    let (fetched, ()) = tokio::join!(ctx.storage.download_to_file(&source, &input), started);
+    if fetched?.is_none() {
         return Err(TranscodeError::InvalidMedia("the uploaded input is no longer in the store".into()).into());
     }
+    phase.end("fetch");
     let info = transcode::probe(&input, Some(container.demuxer())).await?;
+    phase.end("probe");
     let limits = Limits {
         max_input_seconds: s.max_input_seconds,
         max_input_pixels: s.max_input_pixels,
@@ -219,10 +241,19 @@ async fn transcode_job(ctx: &WorkerContext, job: Job<'_>, doc: &mut StatusDoc) -
         }
     };
     result?;
+    phase.end("ffmpeg");
 
-    let probed = transcode::probe(&output, None).await?;
+    // The output is probed while it uploads.
     let size = tokio::fs::metadata(&output).await.map_err(StoreError::Io)?.len();
-    ctx.storage.put_file(&output_key(client, doc.id, options.format), &output, options.format.content_type()).await?;
+    let key = output_key(client, doc.id, options.format);
+    let (probed, stored) =
+        tokio::join!(transcode::probe(&output, None), ctx.storage.put_file(&key, &output, options.format.content_type()));
+    if stored.is_ok() && probed.is_err() {
+        let _ = ctx.storage.delete(&key).await;
+    }
+    let probed = probed?;
+    stored?;
+    phase.end("store");
     Ok(OutputInfo {
         format: options.format,
         content_type: options.format.content_type().to_string(),
@@ -233,6 +264,23 @@ async fn transcode_job(ctx: &WorkerContext, job: Job<'_>, doc: &mut StatusDoc) -
         video_codec: probed.video_codec,
         audio_codec: probed.audio_codec,
     })
+}
+
+/// Time spent in each step of a transcode, for the
+/// `transcoder_job_phase_seconds` histogram.
+struct Phases(Instant);
+
+impl Phases {
+    fn start() -> Phases {
+        Phases(Instant::now())
+    }
+
+    /// Records the time since the previous phase ended as `name`.
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        metrics::histogram!("transcoder_job_phase_seconds", "phase" => name).record((now - self.0).as_secs_f64());
+        self.0 = now;
+    }
 }
 
 async fn report_progress(ctx: &WorkerContext, client: &ClientId, doc: &StatusDoc) {
