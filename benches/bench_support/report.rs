@@ -87,42 +87,11 @@ impl Report {
     }
 
     pub fn fit_costs(&mut self) {
-        if self.transcode.len() >= 2 {
-            for (label, pick) in [("service (202 → event)", 0), ("bare ffmpeg", 1)] {
-                let pts: Vec<(f64, f64)> = self
-                    .transcode
-                    .iter()
-                    .map(|(_, bytes, p)| {
-                        let walls: Vec<f64> = p.iter().map(|x| if pick == 0 { x.a } else { x.b }).collect();
-                        (*bytes as f64, median(&walls))
-                    })
-                    .collect();
-                let (fixed, per_byte) = fit(&pts);
-                self.fits.push(format!(
-                    "| (a) {label} | {:.0} ms | {:.2} ms/MiB |",
-                    fixed * 1000.0,
-                    per_byte * 1000.0 * (1 << 20) as f64
-                ));
-            }
-        }
-        if self.upload.len() >= 2 {
-            for (label, pick) in [("API upload", 0), ("direct multipart upload", 1)] {
-                let pts: Vec<(f64, f64)> = self
-                    .upload
-                    .iter()
-                    .map(|(bytes, p, _)| {
-                        let walls: Vec<f64> = p.iter().map(|x| if pick == 0 { x.a } else { x.b }).collect();
-                        (*bytes as f64, median(&walls))
-                    })
-                    .collect();
-                let (fixed, per_byte) = fit(&pts);
-                self.fits.push(format!(
-                    "| (b) {label} | {:.0} ms | {:.2} ms/MiB |",
-                    fixed * 1000.0,
-                    per_byte * 1000.0 * (1 << 20) as f64
-                ));
-            }
-        }
+        let transcode: Vec<(u64, &[Pair])> = self.transcode.iter().map(|(_, bytes, p)| (*bytes, p.as_slice())).collect();
+        let upload: Vec<(u64, &[Pair])> = self.upload.iter().map(|(bytes, p, _)| (*bytes, p.as_slice())).collect();
+        let mut fits = fit_rows("(a)", ["service (202 → event)", "bare ffmpeg"], &transcode);
+        fits.extend(fit_rows("(b)", ["API upload", "direct multipart upload"], &upload));
+        self.fits.extend(fits);
     }
 
     pub fn write(&self, args: &[String]) {
@@ -320,4 +289,27 @@ impl Report {
         println!("{md}");
         eprintln!("wrote {path}");
     }
+}
+
+/// Fixed + per-MiB rows for both sides (A, B) of a series measured at two or
+/// more sizes: a least-squares line through the median wall times.
+fn fit_rows(series: &str, labels: [&str; 2], sizes: &[(u64, &[Pair])]) -> Vec<String> {
+    if sizes.len() < 2 {
+        return Vec::new();
+    }
+    labels
+        .iter()
+        .enumerate()
+        .map(|(side, label)| {
+            let pts: Vec<(f64, f64)> = sizes
+                .iter()
+                .map(|(bytes, pairs)| {
+                    let walls: Vec<f64> = pairs.iter().map(|x| if side == 0 { x.a } else { x.b }).collect();
+                    (*bytes as f64, median(&walls))
+                })
+                .collect();
+            let (fixed, per_byte) = fit(&pts);
+            format!("| {series} {label} | {:.0} ms | {:.2} ms/MiB |", fixed * 1000.0, per_byte * 1000.0 * (1 << 20) as f64)
+        })
+        .collect()
 }
