@@ -97,7 +97,13 @@ impl Store {
     /// The same object as `served` (which `s3s-fs` opened and checked),
     /// opened again to be read in large pieces; `None` when it cannot be
     /// (changed in between, or a key that does not map to a plain path).
-    async fn fast_body(&self, bucket: &str, key: &str, range: Option<Range>, served: &GetObjectOutput) -> Option<StreamingBlob> {
+    async fn fast_body(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<Range>,
+        served: &GetObjectOutput,
+    ) -> Option<StreamingBlob> {
         let length = u64::try_from(served.content_length?).ok()?;
         let path = self.root.join(bucket).join(key);
         if !path.starts_with(&self.root) {

@@ -87,7 +87,8 @@ impl Report {
     }
 
     pub fn fit_costs(&mut self) {
-        let transcode: Vec<(u64, &[Pair])> = self.transcode.iter().map(|(_, bytes, p)| (*bytes, p.as_slice())).collect();
+        let transcode: Vec<(u64, &[Pair])> =
+            self.transcode.iter().map(|(_, bytes, p)| (*bytes, p.as_slice())).collect();
         let upload: Vec<(u64, &[Pair])> = self.upload.iter().map(|(bytes, p, _)| (*bytes, p.as_slice())).collect();
         let mut fits = fit_rows("(a)", ["service (202 → event)", "bare ffmpeg"], &transcode);
         fits.extend(fit_rows("(b)", ["API upload", "direct multipart upload"], &upload));
@@ -309,7 +310,11 @@ fn fit_rows(series: &str, labels: [&str; 2], sizes: &[(u64, &[Pair])]) -> Vec<St
                 })
                 .collect();
             let (fixed, per_byte) = fit(&pts);
-            format!("| {series} {label} | {:.0} ms | {:.2} ms/MiB |", fixed * 1000.0, per_byte * 1000.0 * (1 << 20) as f64)
+            format!(
+                "| {series} {label} | {:.0} ms | {:.2} ms/MiB |",
+                fixed * 1000.0,
+                per_byte * 1000.0 * (1 << 20) as f64
+            )
         })
         .collect()
 }

@@ -94,19 +94,19 @@ pub async fn transcode_overhead(env: &BenchEnv, report: &mut Report, sizes: &[u3
                     events.completed(&id).await;
                     service = (accepted.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0);
                     let own = svc.own_cpu_seconds() - own0;
-                    let (broker, store) = (broker_cpu() - broker0, self_cpu() - bench0);
+                    let (broker, store_cpu) = (broker_cpu() - broker0, self_cpu() - bench0);
                     let phases1 = svc.phase_seconds(&env.http).await;
-                    let spent: Vec<f64> = (0..PHASES.len()).map(|i| phases1[i] - phases0[i]).collect();
+                    let [fetch, probe, ffmpeg, store]: [f64; 4] = std::array::from_fn(|i| phases1[i] - phases0[i]);
                     breakdown.push(Breakdown {
                         wall: service.0,
-                        fetch: spent[0],
-                        probe: spent[1],
-                        ffmpeg: spent[2],
-                        store: spent[3],
+                        fetch,
+                        probe,
+                        ffmpeg,
+                        store,
                         own_cpu: own,
                         ffmpeg_cpu: service.1 - own,
                         broker_cpu: broker,
-                        store_cpu: store,
+                        store_cpu,
                     });
                 } else {
                     let out = env.dir.path().join("bare.mp4");

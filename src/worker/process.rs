@@ -246,8 +246,10 @@ async fn transcode_job(
     // The output is probed while it uploads.
     let size = tokio::fs::metadata(&output).await.map_err(StoreError::Io)?.len();
     let key = output_key(client, doc.id, options.format);
-    let (probed, stored) =
-        tokio::join!(transcode::probe(&output, None), ctx.storage.put_file(&key, &output, options.format.content_type()));
+    let (probed, stored) = tokio::join!(
+        transcode::probe(&output, None),
+        ctx.storage.put_file(&key, &output, options.format.content_type())
+    );
     if stored.is_ok() && probed.is_err() {
         let _ = ctx.storage.delete(&key).await;
     }
