@@ -9,7 +9,11 @@
 //!     upload to the same store, with the API's peak RSS; (c) 202s per
 //!     second vs the same S3 PUT plus a confirmed publish done directly;
 //! (d) pushed completion event vs polling the status once a second;
-//! (e) fixed + per-byte cost fitted over three sizes of (a) and (b).
+//! (e) fixed + per-byte cost fitted over three sizes of (a) and (b);
+//! (f) one worker encoding a 120 s input whole vs two workers encoding it
+//!     split, with a model of larger fleets; (g) the quality of the split
+//!     output against the whole one. Families not run keep their last
+//!     figures in the file.
 
 mod bench_support;
 
@@ -43,6 +47,9 @@ fn main() {
         }
         if run("d") {
             notification_latency(&env, &mut report).await;
+        }
+        if run("f") || run("g") {
+            split_scaling(&env, &mut report, pairs.min(3)).await;
         }
         if run("e") {
             report.fit_costs();

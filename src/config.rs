@@ -66,6 +66,19 @@ pub struct WorkerSettings {
     pub max_input_seconds: u64,
     pub max_input_pixels: u64,
     pub scratch_dir: PathBuf,
+    /// Length of one piece of a split job, in seconds.
+    pub segment_seconds: u64,
+    /// Inputs at least this long are split into pieces; 0 = never split.
+    pub split_min_seconds: u64,
+    /// Threads per ffmpeg; 0 = ffmpeg's own choice.
+    pub ffmpeg_threads: u32,
+}
+
+impl WorkerSettings {
+    /// Whether an input of this duration is split into pieces.
+    pub fn splits(&self, duration_seconds: f64) -> bool {
+        self.split_min_seconds > 0 && duration_seconds >= self.split_min_seconds as f64
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,6 +110,9 @@ impl Settings {
         }
         if self.worker.max_attempts == 0 {
             return bad("worker.max_attempts must be at least 1");
+        }
+        if self.worker.segment_seconds == 0 {
+            return bad("worker.segment_seconds must be at least 1");
         }
         if self.amqp.prefix.is_empty() {
             return bad("amqp.prefix must not be empty");

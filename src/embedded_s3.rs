@@ -46,7 +46,7 @@ impl EmbeddedStore {
         let fs = s3s_fs::FileSystem::new(data_dir)
             .map_err(|e| anyhow::anyhow!("embedded store at {}: {e:?}", data_dir.display()))?;
         let root = std::env::current_dir()?.join(data_dir).canonicalize()?;
-        let mut builder = S3ServiceBuilder::new(Store { fs, root });
+        let mut builder = S3ServiceBuilder::new(Store { fs, root, conditional: Default::default() });
         builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
 
@@ -88,6 +88,12 @@ struct Store {
     fs: s3s_fs::FileSystem,
     /// The canonical data folder, as `s3s-fs` resolves it.
     root: PathBuf,
+    /// `s3s-fs` checks `If-Match`/`If-None-Match` and then writes, in two
+    /// steps, and a GET opens the body before it reads the ETag, which is
+    /// written after the body. Compare-and-swap needs both to be one step:
+    /// conditional writes take this lock alone, GETs share it while they
+    /// open the object (one process serves this store).
+    conditional: tokio::sync::RwLock<()>,
 }
 
 /// Bytes read from disk at a time when serving an object.
@@ -152,7 +158,6 @@ s3_over_fs! {
         get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput,
         list_buckets: ListBucketsInput => ListBucketsOutput,
         head_object: HeadObjectInput => HeadObjectOutput,
-        put_object: PutObjectInput => PutObjectOutput,
         copy_object: CopyObjectInput => CopyObjectOutput,
         delete_object: DeleteObjectInput => DeleteObjectOutput,
         delete_objects: DeleteObjectsInput => DeleteObjectsOutput,
@@ -166,8 +171,17 @@ s3_over_fs! {
         abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
     ]
 
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        if req.input.if_match.is_none() && req.input.if_none_match.is_none() {
+            return self.fs.put_object(req).await;
+        }
+        let _turn = self.conditional.write().await;
+        self.fs.put_object(req).await
+    }
+
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let (bucket, key, range) = (req.input.bucket.clone(), req.input.key.clone(), req.input.range);
+        let _opening = self.conditional.read().await;
         let mut response = self.fs.get_object(req).await?;
         if let Some(body) = self.fast_body(&bucket, &key, range, &response.output).await {
             response.output.body = Some(body);

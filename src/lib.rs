@@ -20,11 +20,13 @@ pub mod embedded_s3;
 pub mod events;
 /// The HTTP API: router, handlers, problem documents.
 pub mod http;
+/// The job's record: the one owner of its state, written with compare-and-swap.
+pub mod jobs;
 /// Prometheus metrics.
 pub mod metrics;
 /// Per-client broker users.
 pub mod provision;
-/// Broker connection, topology and confirmed publishing.
+/// Broker connection, topology, confirmed publishing and the typed tasks.
 pub mod queue;
 /// Recognising video containers from their first bytes.
 pub mod sniff;

@@ -119,6 +119,7 @@ impl Application {
             let state = AppState {
                 settings: self.settings.clone(),
                 storage: self.storage.clone(),
+                jobs: crate::jobs::Jobs::new(self.storage.clone()),
                 broker: self.broker.clone(),
                 idempotency: Default::default(),
                 hub: crate::events::EventHub::start(self.broker.clone(), shutdown.clone()),
@@ -138,6 +139,7 @@ impl Application {
             let ctx = Arc::new(WorkerContext {
                 settings: self.settings.worker.clone(),
                 storage: self.storage.clone(),
+                jobs: crate::jobs::Jobs::new(self.storage.clone()),
                 broker: self.broker.clone(),
                 stop_jobs: CancellationToken::new(),
                 cancels: Default::default(),

@@ -92,6 +92,26 @@ impl Service {
         Service { child, address, prefix, bucket }
     }
 
+    /// A `transcoder worker` process on this service's broker prefix and
+    /// bucket, with `extra` settings; killed when dropped.
+    pub fn worker(&self, env: &BenchEnv, extra: &[(&str, String)]) -> Worker {
+        let child = Command::new(env!("CARGO_BIN_EXE_transcoder"))
+            .arg("worker")
+            .env("RUST_LOG", "warn")
+            .env("TRANSCODER__AMQP__PREFIX", &self.prefix)
+            .env("TRANSCODER__STORAGE__ENDPOINT", env.store.endpoint())
+            .env("TRANSCODER__STORAGE__BUCKET", &self.bucket)
+            .env("TRANSCODER__STORAGE__ACCESS_KEY", DEV_ACCESS_KEY)
+            .env("TRANSCODER__STORAGE__SECRET_KEY", DEV_SECRET_KEY)
+            .env("TRANSCODER__WORKER__SCRATCH_DIR", env.dir.path().join("scratch"))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the worker starts");
+        Worker(child)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -137,6 +157,16 @@ impl Service {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
         delete_topology(&self.prefix);
+    }
+}
+
+/// A worker process of a [`Service`].
+pub struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
     }
 }
 

@@ -4,7 +4,9 @@
 mod measure;
 mod report;
 mod scenarios;
+mod split;
 
 pub use measure::*;
 pub use report::Report;
 pub use scenarios::*;
+pub use split::split_scaling;

@@ -48,6 +48,8 @@ pub struct Report {
     /// (push latencies, poll latencies) in seconds
     pub latency: Option<(Vec<f64>, Vec<f64>)>,
     fits: Vec<String>,
+    /// Sections rendered by their scenarios: (family letter, markdown).
+    pub sections: Vec<(char, String)>,
 }
 
 pub fn quantile(values: &[f64], q: f64) -> f64 {
@@ -61,12 +63,12 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
     v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
-fn median(v: &[f64]) -> f64 {
+pub fn median(v: &[f64]) -> f64 {
     quantile(v, 0.5)
 }
 
 /// "median (min–max)".
-fn spread(v: &[f64], digits: usize) -> String {
+pub fn spread(v: &[f64], digits: usize) -> String {
     format!("{:.d$} ({:.d$}–{:.d$})", median(v), quantile(v, 0.0), quantile(v, 1.0), d = digits)
 }
 
@@ -279,9 +281,19 @@ impl Report {
             }
             let _ = writeln!(md);
         }
+        for (_, section) in &self.sections {
+            md.push_str(section);
+        }
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/benchmarks.md");
-        // The written analysis below the marker survives a rerun.
         if let Ok(old) = std::fs::read_to_string(path) {
+            // Families this run did not measure keep their last figures, and
+            // the written analysis below the marker survives a rerun.
+            let body = old.find(ANALYSIS_MARKER).map_or(old.as_str(), |at| &old[..at]);
+            for (letter, section) in families(body) {
+                if !md.contains(&format!("## ({letter})")) {
+                    md.push_str(section);
+                }
+            }
             if let Some(at) = old.find(ANALYSIS_MARKER) {
                 md.push_str(&old[at..]);
             }
@@ -290,6 +302,20 @@ impl Report {
         println!("{md}");
         eprintln!("wrote {path}");
     }
+}
+
+/// The `## (x) …` sections of a report, each up to the next heading of its level.
+fn families(body: &str) -> Vec<(char, &str)> {
+    let starts: Vec<usize> = body.match_indices("\n## (").map(|(i, _)| i + 1).collect();
+    starts
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &start)| {
+            let end = starts.get(k + 1).copied().unwrap_or(body.len());
+            let letter = body[start + 4..].chars().next()?;
+            Some((letter, &body[start..end]))
+        })
+        .collect()
 }
 
 /// Fixed + per-MiB rows for both sides (A, B) of a series measured at two or

@@ -12,13 +12,13 @@ use super::measure::*;
 use super::report::{Breakdown, Pair, Report};
 
 /// A subscriber on `<prefix>.notify.default`.
-struct Events {
+pub struct Events {
     consumer: lapin::Consumer,
     _conn: lapin::Connection,
 }
 
 impl Events {
-    async fn bind(prefix: &str, key: &str) -> Events {
+    pub async fn bind(prefix: &str, key: &str) -> Events {
         let conn = lapin::Connection::connect(AMQP_URL, Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         let q = ch
@@ -45,7 +45,7 @@ impl Events {
     }
 
     /// Waits for the completion of `id`; returns (arrival, event body).
-    async fn completed(&mut self, id: &str) -> (chrono::DateTime<chrono::Utc>, serde_json::Value) {
+    pub async fn completed(&mut self, id: &str) -> (chrono::DateTime<chrono::Utc>, serde_json::Value) {
         loop {
             let d =
                 tokio::time::timeout(Duration::from_secs(600), self.consumer.next()).await.unwrap().unwrap().unwrap();
@@ -58,7 +58,7 @@ impl Events {
     }
 }
 
-async fn post_file(env: &BenchEnv, svc: &Service, body: Vec<u8>) -> (String, Instant) {
+pub async fn post_file(env: &BenchEnv, svc: &Service, body: Vec<u8>) -> (String, Instant) {
     let r = env
         .http
         .post(format!("{}/video/convert", svc.address))

@@ -1,7 +1,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{ClientId, Container, JobId, JobOptions, OutputFormat};
+use super::{ClientId, JobId, JobOptions, OutputFormat};
 
 /// Where a job is in its life. It moves forward only, except
 /// `processing` → `queued` when a job is requeued after a worker was lost.
@@ -65,7 +65,17 @@ pub struct StatusDoc {
     pub input: InputInfo,
     pub output: Option<OutputInfo>,
     pub error: Option<ErrorInfo>,
+    /// Pieces of a split job; `null` for a job encoded in one piece.
+    #[serde(default)]
+    pub segments: Option<Segments>,
     pub links: Links,
+}
+
+/// How far a split job's pieces are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segments {
+    pub total: u32,
+    pub done: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +136,7 @@ impl StatusDoc {
             input,
             output: None,
             error: None,
+            segments: None,
             links: Links::for_job(id),
         }
     }
@@ -139,6 +150,21 @@ impl StatusDoc {
         } else {
             false
         }
+    }
+
+    /// Where `self` may move to `next` (the state machine): forward only,
+    /// or `processing` → `queued` for a requeue; never out of a terminal
+    /// status; progress never down.
+    pub fn may_become(&self, next: &StatusDoc) -> bool {
+        let rank = |s: JobStatus| match s {
+            JobStatus::Queued => 0,
+            JobStatus::Processing => 1,
+            _ => 2,
+        };
+        let requeue = self.status == JobStatus::Processing && next.status == JobStatus::Queued;
+        let status_ok =
+            if self.status.is_terminal() { *self == *next } else { rank(next.status) >= rank(self.status) || requeue };
+        status_ok && next.progress_percent >= self.progress_percent
     }
 
     pub fn start_attempt(&mut self, now: DateTime<Utc>) {
@@ -188,15 +214,6 @@ pub enum ControlMessage {
     CancelV1 { id: JobId, client: ClientId },
 }
 
-/// A job as it travels through `<prefix>.jobs`. Versioned, so that workers
-/// of a newer release still read messages queued by an older one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum JobMessage {
-    #[serde(rename = "transcode.v1")]
-    TranscodeV1 { id: JobId, client: ClientId, options: JobOptions, container: Container },
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +256,29 @@ mod tests {
         assert!(!d.advance_progress(30));
         assert!(d.advance_progress(100));
         assert_eq!(d.progress_percent, 99);
+    }
+
+    #[test]
+    fn the_state_machine_moves_forward_only_and_never_leaves_a_terminal_status() {
+        let queued = doc();
+        let mut processing = queued.clone();
+        processing.start_attempt(Utc::now());
+        assert!(queued.may_become(&processing));
+        let mut requeued = processing.clone();
+        requeued.status = JobStatus::Queued;
+        assert!(processing.may_become(&requeued));
+        let mut cancelled = processing.clone();
+        cancelled.finish_cancelled(Utc::now());
+        assert!(processing.may_become(&cancelled));
+        assert!(!cancelled.may_become(&processing));
+        let mut done = processing.clone();
+        done.progress_percent = 100;
+        done.status = JobStatus::Done;
+        assert!(!cancelled.may_become(&done));
+        let mut back = processing.clone();
+        back.progress_percent = 50;
+        let mut lower = back.clone();
+        lower.progress_percent = 40;
+        assert!(!back.may_become(&lower));
     }
 }

@@ -1,10 +1,12 @@
-//! The vocabulary of the service: ids, options, the job's status document
-//! and the messages that travel through the broker.
+//! The vocabulary of the service: ids, options, the job's status document,
+//! its record and the plan of a split job.
 
 mod ids;
 mod job;
 mod options;
+pub mod plan;
 
 pub use ids::{ClientId, JobId};
-pub use job::{ControlMessage, ErrorInfo, InputInfo, JobMessage, JobStatus, Links, OutputInfo, StatusDoc};
+pub use job::{ControlMessage, ErrorInfo, InputInfo, JobStatus, Links, OutputInfo, Segments, StatusDoc};
 pub use options::{Container, JobOptions, OptionError, OutputFormat};
+pub use plan::{JobRecord, PieceSpec, PlanState};

@@ -1,6 +1,7 @@
-//! `DELETE /video/status/{id}`: cancel. A queued job is marked cancelled
-//! here and never runs; a processing job is stopped by its worker, which
-//! records the outcome. Either way every worker hears of it.
+//! `DELETE /video/status/{id}`: cancel. The job's record becomes
+//! `cancelled` here (compare-and-swap, so a worker finishing at the same
+//! moment either wins with `done` or loses); every worker hears of it and
+//! stops the job's ffmpegs; the job's intermediate objects are removed.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,11 +11,11 @@ use axum::{Json, Router};
 use chrono::Utc;
 use lapin::BasicProperties;
 
-use super::status::{load_job, JobPath};
+use super::status::JobPath;
 use super::{ApiError, AppState, Client};
-use crate::domain::{ControlMessage, JobStatus};
+use crate::domain::ControlMessage;
 use crate::events::{self, EventKind};
-use crate::storage::status_key;
+use crate::storage::work_prefix;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/video/status/{id}", delete(cancel))
@@ -25,25 +26,42 @@ async fn cancel(
     Client(client): Client,
     JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
-    let mut doc = load_job(&state, &client, id).await?;
-    if doc.status.is_terminal() {
-        return Err(ApiError::Conflict(format!("job {id} is already {}", doc.status.as_str())));
+    // Tell the workers first (a broker outage is a 503 before anything
+    // changed): the ones that hold, or are about to take, one of the job's
+    // tasks stop it.
+    let record = state.jobs.read(&client, id).await?.ok_or_else(ApiError::job_not_found)?;
+    if record.doc.status.is_terminal() {
+        return Err(ApiError::Conflict(format!("job {id} is already {}", record.doc.status.as_str())));
     }
-    // Tell the workers first: the one that holds (or is about to take) the
-    // job stops it.
     let message = serde_json::to_vec(&ControlMessage::CancelV1 { id, client: client.clone() }).expect("serializes");
     let names = state.broker.names();
     let props = BasicProperties::default().with_content_type("application/json".into());
     state.broker.publish(&names.control_exchange(), "", false, &message, props).await?;
 
-    if doc.status == JobStatus::Queued {
-        doc.finish_cancelled(Utc::now());
-        state.storage.put_json(&status_key(&client, id), &doc).await?;
-        if let Err(e) = events::publish(&state.broker, &client, &doc, EventKind::Cancelled).await {
-            // The worker that receives the job message announces it again.
-            tracing::warn!(job = %id, error = %e, "cancelled event not published yet");
+    let updated = state
+        .jobs
+        .update(&client, id, |r| {
+            if r.doc.status.is_terminal() {
+                return false;
+            }
+            r.doc.finish_cancelled(Utc::now());
+            true
+        })
+        .await?
+        .ok_or_else(ApiError::job_not_found)?;
+    let doc = updated.record.doc;
+    if !updated.changed {
+        return Err(ApiError::Conflict(format!("job {id} is already {}", doc.status.as_str())));
+    }
+    if let Err(e) = events::publish(&state.broker, &client, &doc, EventKind::Cancelled).await {
+        // The worker that receives one of the job's tasks announces it again.
+        tracing::warn!(job = %id, error = %e, "cancelled event not published yet");
+    }
+    if updated.record.plan.is_some() {
+        if let Err(e) = state.storage.delete_prefix(&work_prefix(&client, id)).await {
+            tracing::warn!(job = %id, error = %e, "could not remove the job's intermediate objects yet");
         }
     }
-    tracing::info!(job = %id, client = %client, "cancel requested");
+    tracing::info!(job = %id, client = %client, "job cancelled");
     Ok((StatusCode::ACCEPTED, Json(doc)).into_response())
 }

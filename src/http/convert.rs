@@ -12,8 +12,6 @@ use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use futures::{Stream, StreamExt};
-use lapin::BasicProperties;
-
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -22,7 +20,8 @@ use tracing::Instrument;
 use super::idempotency::{self, Claim};
 use super::status::{estimate_queued, load_job};
 use super::{ApiError, AppState, Client};
-use crate::domain::{ClientId, Container, InputInfo, JobId, JobMessage, JobOptions, OptionError, StatusDoc};
+use crate::domain::{ClientId, Container, InputInfo, JobId, JobOptions, OptionError, StatusDoc};
+use crate::queue::Task;
 use crate::sniff::{sniff, SNIFF_LEN};
 use crate::storage::{input_key, status_key, PendingPut, PutStreamError};
 use crate::trace::TraceParent;
@@ -208,7 +207,7 @@ async fn enqueue(
             None => Ok(()),
         }
     };
-    match tokio::join!(input_done, state.storage.put_json(&doc_key, &doc)) {
+    match tokio::join!(input_done, state.jobs.create(client, &doc)) {
         (Ok(()), Ok(())) => {}
         (Err(e), Ok(())) => {
             remove_quietly(state, &doc_key).await;
@@ -217,33 +216,16 @@ async fn enqueue(
         (_, Err(e)) => return Err(e.into()),
     }
 
-    let message =
-        JobMessage::TranscodeV1 { id, client: client.clone(), options: options.clone(), container: stored.container };
-    let body = serde_json::to_vec(&message).expect("messages serialize");
-    let properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_priority(options.priority)
-        .with_message_id(id.to_string().as_str().into())
-        .with_content_type("application/json".into())
-        .with_timestamp(Utc::now().timestamp() as u64)
-        .with_headers(trace_headers(trace));
-    let names = state.broker.names();
-    let published =
-        state.broker.publish(&names.jobs_exchange(), &names.jobs_routing_key(), true, &body, properties).await;
-    if let Err(e) = published {
+    let task = Task::Transcode { id, client: client.clone(), options: options.clone(), container: stored.container };
+    // Fair share: the queue's priority also reflects the client's backlog.
+    let priority = state.quota.queue_priority(client, id, options.priority);
+    if let Err(e) = task.publish(&state.broker, priority, trace).await {
+        state.quota.not_queued(client, id);
         remove_quietly(state, &doc_key).await;
         return Err(e.into());
     }
     state.broker.note_enqueued();
     Ok(doc)
-}
-
-/// The job message carries the trace on to the worker (W3C Trace Context
-/// in AMQP headers).
-fn trace_headers(trace: &TraceParent) -> lapin::types::FieldTable {
-    let mut headers = lapin::types::FieldTable::default();
-    headers.insert("traceparent".into(), lapin::types::AMQPValue::LongString(trace.child().to_string().into()));
-    headers
 }
 
 async fn remove_quietly(state: &AppState, key: &str) {

@@ -29,6 +29,8 @@ pub use error::ApiError;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub storage: Storage,
+    /// The jobs' records (the one writer of their state).
+    pub jobs: crate::jobs::Jobs,
     pub broker: Broker,
     pub idempotency: idempotency::Idempotency,
     pub hub: crate::events::EventHub,

@@ -1,7 +1,10 @@
 //! The consume loop: prefetch = concurrency, one task per delivery,
 //! reconnect when the consumer stream ends, drain on shutdown.
 
+mod common;
 mod process;
+mod split;
+mod whole;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerSettings;
 use crate::domain::{ControlMessage, JobId};
+use crate::jobs::Jobs;
 use crate::queue::Broker;
 use crate::storage::Storage;
 
@@ -23,6 +27,7 @@ pub use process::process_one;
 pub struct WorkerContext {
     pub settings: WorkerSettings,
     pub storage: Storage,
+    pub jobs: Jobs,
     pub broker: Broker,
     /// Fired when the drain deadline passes: running jobs stop and requeue.
     pub stop_jobs: CancellationToken,
@@ -32,26 +37,35 @@ pub struct WorkerContext {
 }
 
 /// Cancellation requests as workers receive them from `<prefix>.control`.
+/// Several tasks of one job may run here at once; they share its signal.
 #[derive(Default)]
 pub struct Cancels {
-    running: std::sync::Mutex<std::collections::HashMap<JobId, CancellationToken>>,
+    running: std::sync::Mutex<std::collections::HashMap<JobId, (CancellationToken, usize)>>,
     recent: std::sync::Mutex<std::collections::VecDeque<JobId>>,
 }
 
 impl Cancels {
-    /// The stop signal of a job starting here; already fired if its
-    /// cancellation arrived before the job did.
+    /// The stop signal of a task of job `id` starting here; already fired
+    /// if the job's cancellation arrived before the task did.
     pub fn register(&self, id: JobId, parent: &CancellationToken) -> CancellationToken {
-        let token = parent.child_token();
+        let mut running = self.running.lock().unwrap();
+        let entry = running.entry(id).or_insert_with(|| (parent.child_token(), 0));
+        entry.1 += 1;
         if self.recent.lock().unwrap().contains(&id) {
-            token.cancel();
+            entry.0.cancel();
         }
-        self.running.lock().unwrap().insert(id, token.clone());
-        token
+        entry.0.clone()
     }
 
+    /// A task of job `id` ended here.
     pub fn finished(&self, id: JobId) {
-        self.running.lock().unwrap().remove(&id);
+        let mut running = self.running.lock().unwrap();
+        if let Some(entry) = running.get_mut(&id) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                running.remove(&id);
+            }
+        }
     }
 
     fn cancel(&self, id: JobId) {
@@ -60,7 +74,7 @@ impl Cancels {
             recent.pop_front();
         }
         recent.push_back(id);
-        if let Some(token) = self.running.lock().unwrap().get(&id) {
+        if let Some((token, _)) = self.running.lock().unwrap().get(&id) {
             tracing::info!(job = %id, "cancelling a running job");
             token.cancel();
         }

@@ -7,6 +7,7 @@ mod hostile;
 mod procs;
 
 mod clients;
+mod concurrency;
 mod memory;
 mod observability;
 mod pipeline;
@@ -14,4 +15,5 @@ mod processes;
 mod push;
 mod reliability;
 mod scheduling;
+mod split;
 mod validation;

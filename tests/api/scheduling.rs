@@ -77,3 +77,53 @@ async fn with_the_only_worker_busy_a_priority_9_job_submitted_later_completes_be
     assert!(at(format!("job.completed.{blocker}")).unwrap() < high_done);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_only_worker_busy_one_clients_backlog_of_twenty_does_not_hold_back_another_clients_job() {
+    let app = spawn_app_with(|s| {
+        s.worker.concurrency = 1;
+        s.auth.keys.insert("key-alpha".into(), "alpha".into());
+        s.auth.keys.insert("key-beta".into(), "beta".into());
+    })
+    .await;
+    let mut alpha_events = Subscriber::bind(&app.prefix, "alpha", "job.*.*").await;
+    let long = std::fs::read(long_clip(&app)).unwrap();
+    let short = std::fs::read(Clip::small(1).make(app.dir.path(), "short.mp4")).unwrap();
+    let submit = |key: &'static str, body: Vec<u8>| {
+        let request = app.http.post(app.url("/video/convert")).bearer_auth(key).header("Content-Type", "video/mp4");
+        async move {
+            let response = request.body(body).send().await.unwrap();
+            assert_eq!(response.status(), 202);
+            response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let blocker = submit("key-alpha", long).await;
+    alpha_events.wait_for(&format!("job.started.{blocker}"), JOB_TIMEOUT).await;
+    let mut backlog = Vec::new();
+    for _ in 0..20 {
+        backlog.push(submit("key-alpha", short.clone()).await);
+    }
+    let mut beta_events = Subscriber::bind(&app.prefix, "beta", "job.completed.*").await;
+    let beta = submit("key-beta", short.clone()).await;
+    beta_events.wait_for(&format!("job.completed.{beta}"), JOB_TIMEOUT * 2).await;
+    for id in &backlog {
+        alpha_events.wait_for(&format!("job.completed.{id}"), JOB_TIMEOUT).await;
+    }
+    let completed = |key: &'static str, id: String| {
+        let request = app.http.get(app.url(&format!("/video/status/{id}"))).bearer_auth(key);
+        async move {
+            let doc: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            chrono::DateTime::parse_from_rfc3339(doc["completed-utc-time"].as_str().unwrap()).unwrap()
+        }
+    };
+    let beta_at = completed("key-beta", beta.clone()).await;
+    let mut after = 0;
+    for id in &backlog {
+        if completed("key-alpha", id.clone()).await > beta_at {
+            after += 1;
+        }
+    }
+    eprintln!("fair share: the other client's job completed before {after} of the 20 backlog jobs");
+    assert!(after >= 17, "beta's job completed before only {after} of alpha's 20");
+    app.stop().await;
+}

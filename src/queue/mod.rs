@@ -22,6 +22,9 @@ use tokio::sync::Mutex;
 use crate::config::{AmqpSettings, QueueType};
 use crate::domain::ClientId;
 
+pub mod tasks;
+pub use tasks::Task;
+
 /// How long a connect or a publish confirm may take before the broker is
 /// treated as unavailable, so callers fail fast instead of hanging.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(4);

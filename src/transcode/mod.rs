@@ -18,7 +18,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{JobOptions, OutputFormat};
+use crate::domain::OutputFormat;
+
+mod args;
+pub use args::{audio_args, concat_list, ffmpeg_args, join_args, piece_args, whole_args, Media};
 
 /// Environment ffmpeg and ffprobe see: nothing of the service's.
 const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -72,6 +75,8 @@ pub struct MediaInfo {
     pub height: u32,
     pub video_codec: String,
     pub audio_codec: Option<String>,
+    /// Where the input's timeline starts (what `-ss` counts from).
+    pub start_seconds: f64,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +100,7 @@ struct ProbeStream {
 #[derive(Deserialize)]
 struct ProbeFormat {
     duration: Option<String>,
+    start_time: Option<String>,
 }
 
 /// Parses ffprobe's JSON into [`MediaInfo`]; pure, so it is unit-tested on
@@ -128,11 +134,18 @@ pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, TranscodeError> {
         height: video.height.unwrap_or(0),
         video_codec: video.codec_name.clone().unwrap_or_default(),
         audio_codec: audio.and_then(|a| a.codec_name.clone()),
+        start_seconds: out
+            .format
+            .as_ref()
+            .and_then(|f| f.start_time.as_deref())
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite())
+            .unwrap_or(0.0),
     })
 }
 
-/// Runs ffprobe on a local file, with the demuxer forced when given.
-pub async fn probe(path: &Path, demuxer: Option<&str>) -> Result<MediaInfo, TranscodeError> {
+/// ffprobe on a local file, with the demuxer forced when given.
+fn ffprobe(path: &Path, demuxer: Option<&str>, query: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new("ffprobe");
     cmd.env_clear()
         .env("PATH", CHILD_PATH)
@@ -141,13 +154,18 @@ pub async fn probe(path: &Path, demuxer: Option<&str>) -> Result<MediaInfo, Tran
             Some(d) => input_restrictions(d),
             None => vec!["-protocol_whitelist".into(), "file".into()],
         })
-        .args(["-print_format", "json", "-show_format", "-show_streams"])
+        .args(query)
         .arg(path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let output = tokio::time::timeout(PROBE_TIMEOUT, cmd.output())
+    cmd
+}
+
+/// Runs an ffprobe query; its standard output, or why it failed.
+async fn run_ffprobe(path: &Path, demuxer: Option<&str>, query: &[&str]) -> Result<Vec<u8>, TranscodeError> {
+    let output = tokio::time::timeout(PROBE_TIMEOUT, ffprobe(path, demuxer, query).output())
         .await
         .map_err(|_| TranscodeError::InvalidMedia("reading the input's header took too long".into()))?
         .map_err(|e| TranscodeError::Internal(format!("could not run ffprobe: {e}")))?;
@@ -155,7 +173,39 @@ pub async fn probe(path: &Path, demuxer: Option<&str>) -> Result<MediaInfo, Tran
         let reason = last_line(&String::from_utf8_lossy(&output.stderr), path);
         return Err(TranscodeError::InvalidMedia(format!("the input could not be read as a video: {reason}")));
     }
-    parse_probe(&output.stdout)
+    Ok(output.stdout)
+}
+
+/// Runs ffprobe on a local file, with the demuxer forced when given.
+pub async fn probe(path: &Path, demuxer: Option<&str>) -> Result<MediaInfo, TranscodeError> {
+    let json = run_ffprobe(path, demuxer, &["-print_format", "json", "-show_format", "-show_streams"]).await?;
+    parse_probe(&json)
+}
+
+/// The presentation times (seconds) of the first video stream's frames,
+/// read from its packets (no decoding), in presentation order.
+pub async fn frame_times(path: &Path, demuxer: &str) -> Result<Vec<f64>, TranscodeError> {
+    let query = ["-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"];
+    let out = run_ffprobe(path, Some(demuxer), &query).await?;
+    let mut times: Vec<f64> =
+        String::from_utf8_lossy(&out).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if times.is_empty() {
+        return Err(TranscodeError::InvalidMedia("input has no video frames".into()));
+    }
+    Ok(times)
+}
+
+/// Video frames in a file we wrote (a piece), counted from its packets.
+pub async fn count_frames(path: &Path) -> Result<u64, TranscodeError> {
+    let query =
+        ["-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"];
+    let out = run_ffprobe(path, None, &query).await?;
+    String::from_utf8_lossy(&out)
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .map_err(|_| TranscodeError::Internal("ffprobe gave no packet count".into()))
 }
 
 /// Limits that bound one transcode.
@@ -192,82 +242,11 @@ pub const FORMAT_WHITELIST: &str = "mov,matroska,avi,mpegts,mpeg,flv,ogg,asf";
 
 /// Input options: local files only, the demuxer forced from the sniffed
 /// container, and no other demuxer anywhere below it.
-fn input_restrictions(demuxer: &str) -> Vec<String> {
+pub(crate) fn input_restrictions(demuxer: &str) -> Vec<String> {
     ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST, "-f", demuxer]
         .iter()
         .map(|s| s.to_string())
         .collect()
-}
-
-/// The ffmpeg arguments for one job (also what benchmarks run bare).
-pub fn ffmpeg_args(input: &Path, demuxer: &str, options: &JobOptions, output: &Path) -> Vec<String> {
-    let scale = match options.height {
-        Some(h) => format!("scale=-2:{h}"),
-        // Even dimensions, which 4:2:0 encoders require.
-        None => "scale=trunc(iw/2)*2:trunc(ih/2)*2".to_string(),
-    };
-    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y"].iter().map(|s| s.to_string()).collect();
-    args.extend(input_restrictions(demuxer));
-    args.push("-i".into());
-    args.push(input.display().to_string());
-    let common = [
-        "-map",
-        "0:v:0",
-        "-map",
-        "0:a:0?",
-        "-sn",
-        "-dn",
-        "-map_metadata",
-        "-1",
-        "-vf",
-        &scale,
-        "-pix_fmt",
-        "yuv420p",
-        "-ac",
-        "2",
-    ];
-    args.extend(common.iter().map(|s| s.to_string()));
-    let codec: &[&str] = match options.format {
-        OutputFormat::Mp4 => &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "23",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-movflags",
-            "+faststart",
-            "-f",
-            "mp4",
-        ],
-        OutputFormat::Webm => &[
-            "-c:v",
-            "libvpx-vp9",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-row-mt",
-            "1",
-            "-b:v",
-            "0",
-            "-crf",
-            "35",
-            "-c:a",
-            "libopus",
-            "-b:a",
-            "96k",
-            "-f",
-            "webm",
-        ],
-    };
-    args.extend(codec.iter().map(|s| s.to_string()));
-    args.push(output.display().to_string());
-    args
 }
 
 /// Progress as ffmpeg reports it.
@@ -438,7 +417,7 @@ mod tests {
 
     #[test]
     fn reads_real_ffprobe_output() {
-        let info = parse_probe(include_bytes!("../tests/fixtures/probe_h264_aac.json")).unwrap();
+        let info = parse_probe(include_bytes!("../../tests/fixtures/probe_h264_aac.json")).unwrap();
         assert_eq!(info.video_codec, "h264");
         assert_eq!(info.audio_codec.as_deref(), Some("aac"));
         assert_eq!((info.width, info.height), (320, 240));

@@ -1,0 +1,255 @@
+//! Pure planning: the input's frame timestamps → pieces of a split job, and
+//! the plan's state as the job's record keeps it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::job::{Segments, StatusDoc};
+
+/// One piece of a split job: an exact frame range of the input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PieceSpec {
+    pub index: u32,
+    /// The first frame, in presentation order.
+    pub start_frame: u64,
+    /// Frames in the piece; the encoder takes exactly these (`-frames:v`).
+    pub frames: u64,
+    /// Input seek position (`-ss`), relative to the input's start: halfway
+    /// between the previous frame and this piece's first, so that accurate
+    /// seeking drops exactly the frames before it.
+    pub seek_seconds: f64,
+    /// Time from this piece's first frame to the next piece's first frame:
+    /// the `duration` line of the join's concat list.
+    pub duration_seconds: f64,
+}
+
+impl PieceSpec {
+    pub fn name(&self) -> String {
+        format!("piece-{:05}", self.index)
+    }
+}
+
+/// Cuts the input into pieces of about `segment_seconds`, each starting on
+/// a frame. `frame_times` are the video frames' presentation times in
+/// seconds, `start_time` the input's start (what `-ss` counts from). A last
+/// piece shorter than half a segment joins the one before it.
+pub fn split(frame_times: &[f64], start_time: f64, segment_seconds: f64) -> Vec<PieceSpec> {
+    let mut times: Vec<f64> = frame_times.iter().copied().filter(|t| t.is_finite()).collect();
+    times.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    times.dedup();
+    if times.is_empty() || segment_seconds <= 0.0 {
+        return Vec::new();
+    }
+    let first = times[0];
+    let mut starts: Vec<usize> = vec![0];
+    let mut next_cut = first + segment_seconds;
+    for (i, t) in times.iter().enumerate() {
+        if *t >= next_cut - 1e-6 {
+            starts.push(i);
+            while next_cut <= *t + 1e-6 {
+                next_cut += segment_seconds;
+            }
+        }
+    }
+    // A short tail joins the previous piece.
+    if starts.len() > 1 {
+        let last = *starts.last().expect("not empty");
+        if times[times.len() - 1] - times[last] < segment_seconds / 2.0 {
+            starts.pop();
+        }
+    }
+    let step = frame_step(&times);
+    let end_of = |k: usize| -> f64 {
+        match starts.get(k + 1) {
+            Some(&next) => times[next],
+            None => times[times.len() - 1] + step,
+        }
+    };
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let end_frame = starts.get(k + 1).copied().unwrap_or(times.len());
+            let seek = if s == 0 { 0.0 } else { ((times[s - 1] + times[s]) / 2.0 - start_time).max(0.0) };
+            PieceSpec {
+                index: k as u32,
+                start_frame: s as u64,
+                frames: (end_frame - s) as u64,
+                seek_seconds: seek,
+                duration_seconds: end_of(k) - times[s],
+            }
+        })
+        .collect()
+}
+
+/// The usual spacing of frames (the median step), for the last frame's duration.
+fn frame_step(times: &[f64]) -> f64 {
+    let mut steps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0.0).collect();
+    if steps.is_empty() {
+        return 0.04;
+    }
+    steps.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    steps[steps.len() / 2]
+}
+
+/// A split job's plan and how far its tasks are, kept in the job's record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanState {
+    pub pieces: Vec<PieceSpec>,
+    /// Whether the input has audio (then one task encodes it whole).
+    pub audio: bool,
+    /// Every task of the plan has been published (confirmed).
+    pub published: bool,
+    pub done: BTreeSet<u32>,
+    pub audio_done: bool,
+    /// Deliveries per task name (`piece-00003`, `audio`, `join`).
+    pub attempts: BTreeMap<String, u32>,
+    /// Fraction encoded of pieces in progress.
+    pub running: BTreeMap<u32, f32>,
+    pub last_progress_event: Option<DateTime<Utc>>,
+}
+
+impl PlanState {
+    pub fn new(pieces: Vec<PieceSpec>, audio: bool) -> PlanState {
+        PlanState { pieces, audio, ..Default::default() }
+    }
+
+    /// Whether every piece and the audio are stored: the join may run.
+    pub fn complete(&self) -> bool {
+        self.done.len() == self.pieces.len() && (self.audio_done || !self.audio)
+    }
+
+    pub fn segments(&self) -> Segments {
+        Segments { total: self.pieces.len() as u32, done: self.done.len() as u32 }
+    }
+
+    /// The job's progress in percent: pieces (with the running ones' share)
+    /// and the audio; the join's last few percent come with `done`.
+    pub fn percent(&self) -> u8 {
+        let units = self.pieces.len() as f64 + if self.audio { 1.0 } else { 0.0 };
+        if units == 0.0 {
+            return 0;
+        }
+        let running: f64 = self
+            .running
+            .iter()
+            .filter(|(i, _)| !self.done.contains(i))
+            .map(|(_, f)| f64::from(f.clamp(0.0, 1.0)))
+            .sum();
+        let finished = self.done.len() as f64 + if self.audio_done { 1.0 } else { 0.0 };
+        (97.0 * (finished + running) / units).floor() as u8
+    }
+
+    /// Counts a delivery of `task`; returns the count.
+    pub fn attempt(&mut self, task: &str) -> u32 {
+        let n = self.attempts.entry(task.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+}
+
+/// The job's record at `jobs/<client>/<id>.json`: the status document (what
+/// clients see; unknown fields are ignored where it alone is read) and,
+/// for a split job, its plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    #[serde(flatten)]
+    pub doc: StatusDoc,
+    #[serde(default, rename = "x-plan", skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanState>,
+}
+
+impl JobRecord {
+    pub fn new(doc: StatusDoc) -> JobRecord {
+        JobRecord { doc, plan: None }
+    }
+
+    /// Copies the plan's progress into the status document (never down).
+    pub fn sync_progress(&mut self) {
+        if let Some(plan) = &self.plan {
+            self.doc.segments = Some(plan.segments());
+            let percent = plan.percent();
+            self.doc.advance_progress(percent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(n: usize, fps: f64) -> Vec<f64> {
+        (0..n).map(|i| i as f64 / fps).collect()
+    }
+
+    #[test]
+    fn a_24_s_clip_at_25_fps_splits_into_six_exact_4_s_pieces() {
+        let pieces = split(&frames(600, 25.0), 0.0, 4.0);
+        assert_eq!(pieces.len(), 6);
+        assert!(pieces.iter().all(|p| p.frames == 100));
+        assert_eq!(pieces.iter().map(|p| p.frames).sum::<u64>(), 600);
+        assert_eq!(pieces[1].start_frame, 100);
+        assert!((pieces[1].seek_seconds - 3.98).abs() < 1e-9);
+        assert!((pieces[5].duration_seconds - 4.0).abs() < 1e-9);
+        assert_eq!(pieces[0].seek_seconds, 0.0);
+    }
+
+    #[test]
+    fn a_short_tail_joins_the_previous_piece_and_frames_are_neither_lost_nor_repeated() {
+        // 10.2 s at 29.97 fps, 4 s pieces: 4, 4, 2.2 → 2.2 ≥ 2, kept.
+        let times: Vec<f64> = (0..306).map(|i| i as f64 * 1001.0 / 30000.0).collect();
+        let pieces = split(&times, 0.0, 4.0);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces.iter().map(|p| p.frames).sum::<u64>(), 306);
+        for w in pieces.windows(2) {
+            assert_eq!(w[0].start_frame + w[0].frames, w[1].start_frame);
+            assert!((w[0].duration_seconds - w[0].frames as f64 * 1001.0 / 30000.0).abs() < 1e-9);
+        }
+        // 9 s: the 1 s tail is folded into the second piece.
+        let pieces = split(&frames(225, 25.0), 0.0, 4.0);
+        assert_eq!(pieces.iter().map(|p| p.frames).collect::<Vec<_>>(), vec![100, 125]);
+    }
+
+    #[test]
+    fn seeks_count_from_the_inputs_start_time() {
+        let times: Vec<f64> = frames(200, 25.0).iter().map(|t| t + 1.4).collect();
+        let pieces = split(&times, 1.4, 4.0);
+        assert_eq!(pieces.len(), 2);
+        assert!((pieces[1].seek_seconds - 3.98).abs() < 1e-9);
+    }
+
+    #[test]
+    fn progress_counts_pieces_audio_and_running_shares() {
+        let mut plan = PlanState::new(split(&frames(600, 25.0), 0.0, 4.0), true);
+        assert_eq!(plan.percent(), 0);
+        plan.done.insert(0);
+        plan.running.insert(1, 0.5);
+        assert_eq!(plan.percent(), (97.0 * 1.5 / 7.0) as u8);
+        for i in 0..6 {
+            plan.done.insert(i);
+        }
+        assert!(!plan.complete());
+        plan.audio_done = true;
+        assert!(plan.complete());
+        assert_eq!(plan.percent(), 97);
+    }
+
+    #[test]
+    fn the_record_keeps_the_plan_beside_the_status_document() {
+        let input = super::super::InputInfo { filename: None, size_bytes: 1, content_type: "video/mp4".into() };
+        let doc = StatusDoc::queued(super::super::JobId::new(), &Default::default(), input, Utc::now());
+        // Stored times have millisecond precision.
+        let doc: StatusDoc = serde_json::from_value(serde_json::to_value(&doc).unwrap()).unwrap();
+        let mut record = JobRecord::new(doc.clone());
+        record.plan = Some(PlanState::new(split(&frames(100, 25.0), 0.0, 2.0), false));
+        let json = serde_json::to_value(&record).unwrap();
+        assert!(json.get("x-plan").is_some());
+        assert_eq!(json["id"], doc.id.to_string());
+        let as_doc: StatusDoc = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(as_doc, doc);
+        assert_eq!(serde_json::from_value::<JobRecord>(json).unwrap(), record);
+        assert!(serde_json::to_value(&doc).unwrap()["segments"].is_null());
+    }
+}

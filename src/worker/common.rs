@@ -1,0 +1,261 @@
+//! What every task shares: its context, how it ends, the job's outcome and
+//! its announcement, ffmpeg with progress reports.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+use lapin::BasicProperties;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::WorkerContext;
+use crate::domain::{ClientId, ControlMessage, JobId, JobOptions, JobRecord, JobStatus, StatusDoc};
+use crate::events::{self, EventKind};
+use crate::jobs::Updated;
+use crate::storage::{input_key, work_prefix, StoreError};
+use crate::trace::TraceParent;
+use crate::transcode::{self, Limits, TranscodeError};
+
+/// How one task delivery ended.
+pub enum Outcome {
+    /// Done, or failed for good: nothing more to do for this delivery.
+    Finished,
+    /// Something transient (store, broker, stall): try again.
+    Retry(String),
+    /// The worker is shutting down: back to the queue.
+    Requeue,
+    /// Failed as poison: recorded, announced, and kept in the dead queue.
+    DeadLetter,
+}
+
+/// One task of one job, as a worker runs it.
+pub struct Run<'a> {
+    pub ctx: &'a WorkerContext,
+    pub id: JobId,
+    pub client: &'a ClientId,
+    pub options: &'a JobOptions,
+    /// Fires on cancellation, or at the end of a drain.
+    pub stop: CancellationToken,
+    /// The delivery's priority, handed on to the tasks this one publishes.
+    pub priority: u8,
+    pub trace: TraceParent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Media(#[from] TranscodeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] crate::queue::BrokerError),
+}
+
+impl<'a> Run<'a> {
+    pub fn limits(&self) -> Limits {
+        let s = &self.ctx.settings;
+        Limits {
+            max_input_seconds: s.max_input_seconds,
+            max_input_pixels: s.max_input_pixels,
+            stall: Duration::from_secs(s.stall_seconds),
+            timeout: Duration::from_secs(s.job_timeout_seconds),
+        }
+    }
+
+    /// A private working folder, removed when dropped.
+    pub fn scratch(&self) -> Result<tempfile::TempDir, JobError> {
+        transcode::scratch_dir(&self.ctx.settings.scratch_dir)
+            .map_err(|e| TranscodeError::Internal(format!("scratch folder: {e}")).into())
+    }
+
+    /// The job's private copy of its input, in `scratch`.
+    pub async fn fetch_input(&self, scratch: &Path) -> Result<PathBuf, JobError> {
+        let input = scratch.join("input");
+        match self.ctx.storage.download_to_file(&input_key(self.client, self.id), &input).await? {
+            Some(_) => Ok(input),
+            None => Err(TranscodeError::InvalidMedia("the uploaded input is no longer in the store".into()).into()),
+        }
+    }
+
+    pub async fn read(&self) -> Result<Option<JobRecord>, StoreError> {
+        self.ctx.jobs.read(self.client, self.id).await
+    }
+
+    pub async fn update(&self, change: impl FnMut(&mut JobRecord) -> bool) -> Result<Option<Updated>, StoreError> {
+        self.ctx.jobs.update(self.client, self.id, change).await
+    }
+
+    /// Records a terminal status (unless the job already has one), then
+    /// concludes with whatever status the record holds.
+    pub async fn finish(&self, mut end: impl FnMut(&mut StatusDoc)) -> Outcome {
+        let updated = self
+            .update(|r| {
+                if r.doc.status.is_terminal() {
+                    return false;
+                }
+                end(&mut r.doc);
+                true
+            })
+            .await;
+        match updated {
+            Ok(Some(u)) => self.conclude(&u.record, u.changed).await,
+            Ok(None) => Outcome::Finished,
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
+    }
+
+    pub async fn fail(&self, code: &str, message: String) -> Outcome {
+        tracing::info!(code, reason = %message, "job failed");
+        self.finish(|d| d.finish_failed(code, message.clone(), Utc::now())).await
+    }
+
+    /// The end of a job: its terminal event (confirmed, so that only then
+    /// the delivery is acked), the work folder removed, other workers told
+    /// to stop the job's other tasks.
+    pub async fn conclude(&self, record: &JobRecord, first: bool) -> Outcome {
+        let doc = &record.doc;
+        let kind = EventKind::terminal_for(doc.status).expect("conclude is called with a terminal status");
+        if let Err(e) = events::publish(&self.ctx.broker, self.client, doc, kind).await {
+            return Outcome::Retry(format!("terminal event not confirmed: {e}"));
+        }
+        tracing::info!(status = doc.status.as_str(), "job finished");
+        if first {
+            record_outcome(doc);
+        }
+        if record.plan.is_some() {
+            if doc.status == JobStatus::Failed {
+                self.stop_other_tasks().await;
+            }
+            self.clean_work().await;
+        }
+        Outcome::Finished
+    }
+
+    /// Removes `work/<client>/<id>/`.
+    pub async fn clean_work(&self) {
+        if let Err(e) = self.ctx.storage.delete_prefix(&work_prefix(self.client, self.id)).await {
+            tracing::warn!(error = %e, "could not remove the job's intermediate objects");
+        }
+    }
+
+    /// Tells every worker to stop this job's running tasks.
+    async fn stop_other_tasks(&self) {
+        let message = ControlMessage::CancelV1 { id: self.id, client: self.client.clone() };
+        let body = serde_json::to_vec(&message).expect("serializes");
+        let props = BasicProperties::default().with_content_type("application/json".into());
+        let names = self.ctx.broker.names();
+        if let Err(e) = self.ctx.broker.publish(&names.control_exchange(), "", false, &body, props).await {
+            tracing::warn!(error = %e, "could not tell the workers to stop the job's other tasks");
+        }
+    }
+
+    /// Maps a failed task to its outcome: a drain requeues, a cancel ends
+    /// the job cancelled, bad media fails it, the rest is retried.
+    pub async fn settle_error(&self, error: JobError) -> Outcome {
+        match error {
+            JobError::Media(TranscodeError::Cancelled) if self.ctx.stop_jobs.is_cancelled() => Outcome::Requeue,
+            JobError::Media(TranscodeError::Cancelled) => self.finish(|d| d.finish_cancelled(Utc::now())).await,
+            JobError::Media(e) if !e.is_transient() => self.fail(e.code(), e.to_string()).await,
+            other => Outcome::Retry(other.to_string()),
+        }
+    }
+
+    /// Runs ffmpeg, reporting the fraction of `seconds` encoded to `report`
+    /// at most once a second.
+    pub async fn ffmpeg(
+        &self,
+        args: Vec<String>,
+        scratch: &Path,
+        seconds: f64,
+        mut report: impl AsyncReport,
+    ) -> Result<(), TranscodeError> {
+        let (tx, mut rx) = tokio::sync::watch::channel(None);
+        let run = transcode::run_ffmpeg(args, scratch, self.limits(), self.stop.clone(), move |p| {
+            let _ = tx.send(Some(p));
+        });
+        tokio::pin!(run);
+        let mut last_report: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                r = &mut run => return r,
+                changed = rx.changed() => {
+                    if changed.is_err() { continue; }
+                    let Some(p) = *rx.borrow_and_update() else { continue };
+                    if last_report.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                        continue;
+                    }
+                    last_report = Some(Instant::now());
+                    let fraction = if seconds > 0.0 { (p.encoded_seconds / seconds).clamp(0.0, 1.0) } else { 0.0 };
+                    report.report(self, fraction).await;
+                }
+            }
+        }
+    }
+
+    /// Publishes a progress event for `doc`.
+    pub async fn progress_event(&self, doc: &StatusDoc) {
+        if let Err(e) = events::publish(&self.ctx.broker, self.client, doc, EventKind::Progress).await {
+            tracing::warn!(error = %e, "could not publish a progress event");
+        }
+    }
+}
+
+/// Where a running ffmpeg's progress goes.
+pub trait AsyncReport {
+    fn report(&mut self, run: &Run<'_>, fraction: f64) -> impl std::future::Future<Output = ()>;
+}
+
+/// No progress reports (the audio and the join are short).
+pub struct Quiet;
+
+impl AsyncReport for Quiet {
+    async fn report(&mut self, _: &Run<'_>, _: f64) {}
+}
+
+/// An estimate of completion from the time spent so far and the progress.
+pub fn estimate(doc: &mut StatusDoc) {
+    let (Some(started), p) = (doc.started_utc_time, doc.progress_percent) else { return };
+    if p == 0 {
+        return;
+    }
+    let spent = (Utc::now() - started).num_milliseconds().max(0) as f64;
+    let left = spent * (100.0 - p as f64) / p as f64;
+    doc.estimated_completion_utc_time = Some(Utc::now() + chrono::Duration::milliseconds(left as i64));
+}
+
+fn record_outcome(doc: &StatusDoc) {
+    let format = doc.format.extension();
+    match doc.status {
+        JobStatus::Done => {
+            metrics::counter!("transcoder_jobs_completed_total", "format" => format).increment(1);
+            if let (Some(start), Some(end)) = (doc.started_utc_time, doc.completed_utc_time) {
+                let secs = (end - start).num_milliseconds() as f64 / 1000.0;
+                metrics::histogram!("transcoder_job_duration_seconds", "format" => format).record(secs);
+            }
+        }
+        JobStatus::Failed => {
+            let code = doc.error.as_ref().map(|e| e.code.clone()).unwrap_or_default();
+            metrics::counter!("transcoder_jobs_failed_total", "format" => format, "code" => code).increment(1);
+        }
+        JobStatus::Cancelled => metrics::counter!("transcoder_jobs_cancelled_total").increment(1),
+        _ => {}
+    }
+}
+
+/// Time spent in each step of a transcode, for the
+/// `transcoder_job_phase_seconds` histogram.
+pub struct Phases(Instant);
+
+impl Phases {
+    pub fn start() -> Phases {
+        Phases(Instant::now())
+    }
+
+    /// Records the time since the previous phase ended as `name`.
+    pub fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        metrics::histogram!("transcoder_job_phase_seconds", "phase" => name).record((now - self.0).as_secs_f64());
+        self.0 = now;
+    }
+}
