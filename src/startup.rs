@@ -143,6 +143,10 @@ impl Application {
                 broker: self.broker.clone(),
                 stop_jobs: CancellationToken::new(),
                 cancels: Default::default(),
+                inputs: worker::Inputs::new(
+                    &self.settings.worker.scratch_dir,
+                    usize::from(self.settings.worker.concurrency) + 1,
+                ),
             });
             tokio::spawn(worker::run(ctx, shutdown.clone()))
         });

@@ -23,6 +23,9 @@ use crate::domain::{ClientId, JobId, OutputFormat};
 /// Size of one multipart part. S3 wants at least 5 MiB for all but the last.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// Largest local file uploaded with a single PUT (S3 allows 5 GiB).
+const SINGLE_PUT_MAX: u64 = 256 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("object store unavailable: {0}")]
@@ -236,8 +239,25 @@ impl Storage {
         }
     }
 
-    /// Uploads a local file (a transcoded output).
+    /// Uploads a local file (a transcoded output or a piece): one streamed
+    /// PUT up to [`SINGLE_PUT_MAX`] (the store writes it once, with no
+    /// parts to assemble), a multipart upload above.
     pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, StoreError> {
+        let size = tokio::fs::metadata(path).await?.len();
+        if size <= SINGLE_PUT_MAX {
+            let body = ByteStream::from_path(path).await.map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .content_length(size as i64)
+                .body(body)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            return Ok(size);
+        }
         let file = tokio::fs::File::open(path).await?;
         let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
         self.put_stream(key, content_type, Bytes::new(), stream, u64::MAX).await.map_err(|e| match e {

@@ -9,4 +9,4 @@ pub mod plan;
 pub use ids::{ClientId, JobId};
 pub use job::{ControlMessage, ErrorInfo, InputInfo, JobStatus, Links, OutputInfo, Segments, StatusDoc};
 pub use options::{Container, JobOptions, OptionError, OutputFormat};
-pub use plan::{JobRecord, PieceSpec, PlanState};
+pub use plan::{JobRecord, PieceSpec, PlanState, TaskTiming};

@@ -109,6 +109,19 @@ pub struct PlanState {
     /// Fraction encoded of pieces in progress.
     pub running: BTreeMap<u32, f32>,
     pub last_progress_event: Option<DateTime<Utc>>,
+    /// Where each finished task's time went (`plan`, pieces, `audio`, `join`).
+    #[serde(default)]
+    pub timings: BTreeMap<String, TaskTiming>,
+}
+
+/// One task's wall time in milliseconds: copying in, ffmpeg (or the probe,
+/// for the plan), storing out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TaskTiming {
+    pub fetch_ms: u64,
+    pub encode_ms: u64,
+    pub store_ms: u64,
 }
 
 impl PlanState {

@@ -2,6 +2,7 @@
 //! its announcement, ffmpeg with progress reports.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -9,6 +10,7 @@ use lapin::BasicProperties;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::inputs::LocalInput;
 use super::WorkerContext;
 use crate::domain::{ClientId, ControlMessage, JobId, JobOptions, JobRecord, JobStatus, StatusDoc};
 use crate::events::{self, EventKind};
@@ -52,6 +54,13 @@ pub enum JobError {
     Broker(#[from] crate::queue::BrokerError),
 }
 
+impl From<std::io::Error> for JobError {
+    /// A local file: the scratch folder (full disk, say), worth another try.
+    fn from(e: std::io::Error) -> Self {
+        JobError::Media(TranscodeError::Internal(format!("scratch folder: {e}")))
+    }
+}
+
 impl<'a> Run<'a> {
     pub fn limits(&self) -> Limits {
         let s = &self.ctx.settings;
@@ -69,13 +78,22 @@ impl<'a> Run<'a> {
             .map_err(|e| TranscodeError::Internal(format!("scratch folder: {e}")).into())
     }
 
-    /// The job's private copy of its input, in `scratch`.
-    pub async fn fetch_input(&self, scratch: &Path) -> Result<PathBuf, JobError> {
-        let input = scratch.join("input");
-        match self.ctx.storage.download_to_file(&input_key(self.client, self.id), &input).await? {
-            Some(_) => Ok(input),
-            None => Err(TranscodeError::InvalidMedia("the uploaded input is no longer in the store".into()).into()),
-        }
+    /// The job's private copy of its input (shared with the job's other
+    /// tasks on this worker).
+    pub async fn fetch_input(&self) -> Result<Arc<LocalInput>, JobError> {
+        let key = input_key(self.client, self.id);
+        let storage = &self.ctx.storage;
+        self.ctx
+            .inputs
+            .get(self.id, |path: PathBuf| async move {
+                match storage.download_to_file(&key, &path).await? {
+                    Some(_) => Ok(()),
+                    None => {
+                        Err(TranscodeError::InvalidMedia("the uploaded input is no longer in the store".into()).into())
+                    }
+                }
+            })
+            .await
     }
 
     pub async fn read(&self) -> Result<Option<JobRecord>, StoreError> {
@@ -89,12 +107,17 @@ impl<'a> Run<'a> {
     /// Records a terminal status (unless the job already has one), then
     /// concludes with whatever status the record holds.
     pub async fn finish(&self, mut end: impl FnMut(&mut StatusDoc)) -> Outcome {
+        self.finish_record(|r| end(&mut r.doc)).await
+    }
+
+    /// [`Run::finish`], with access to the whole record.
+    pub async fn finish_record(&self, mut end: impl FnMut(&mut JobRecord)) -> Outcome {
         let updated = self
             .update(|r| {
                 if r.doc.status.is_terminal() {
                     return false;
                 }
-                end(&mut r.doc);
+                end(r);
                 true
             })
             .await;
@@ -120,6 +143,7 @@ impl<'a> Run<'a> {
             return Outcome::Retry(format!("terminal event not confirmed: {e}"));
         }
         tracing::info!(status = doc.status.as_str(), "job finished");
+        self.ctx.inputs.forget(self.id);
         if first {
             record_outcome(doc);
         }
@@ -161,17 +185,17 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Runs ffmpeg, reporting the fraction of `seconds` encoded to `report`
-    /// at most once a second.
+    /// Runs ffmpeg until it ends, `stop` fires or a limit is hit,
+    /// reporting the seconds encoded to `report` at most once a second.
     pub async fn ffmpeg(
         &self,
         args: Vec<String>,
         scratch: &Path,
-        seconds: f64,
+        stop: CancellationToken,
         mut report: impl AsyncReport,
     ) -> Result<(), TranscodeError> {
         let (tx, mut rx) = tokio::sync::watch::channel(None);
-        let run = transcode::run_ffmpeg(args, scratch, self.limits(), self.stop.clone(), move |p| {
+        let run = transcode::run_ffmpeg(args, scratch, self.limits(), stop, move |p| {
             let _ = tx.send(Some(p));
         });
         tokio::pin!(run);
@@ -186,8 +210,7 @@ impl<'a> Run<'a> {
                         continue;
                     }
                     last_report = Some(Instant::now());
-                    let fraction = if seconds > 0.0 { (p.encoded_seconds / seconds).clamp(0.0, 1.0) } else { 0.0 };
-                    report.report(self, fraction).await;
+                    report.report(self, p.encoded_seconds).await;
                 }
             }
         }
@@ -201,9 +224,18 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Where a running ffmpeg's progress goes.
+/// Where a running ffmpeg's progress (seconds of output encoded) goes.
 pub trait AsyncReport {
-    fn report(&mut self, run: &Run<'_>, fraction: f64) -> impl std::future::Future<Output = ()>;
+    fn report(&mut self, run: &Run<'_>, encoded_seconds: f64) -> impl std::future::Future<Output = ()>;
+}
+
+/// The fraction of `total` seconds that `encoded` is.
+pub fn fraction(encoded: f64, total: f64) -> f64 {
+    if total > 0.0 {
+        (encoded / total).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 /// No progress reports (the audio and the join are short).
@@ -211,6 +243,11 @@ pub struct Quiet;
 
 impl AsyncReport for Quiet {
     async fn report(&mut self, _: &Run<'_>, _: f64) {}
+}
+
+/// Milliseconds since `t`.
+pub fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
 }
 
 /// An estimate of completion from the time spent so far and the progress.

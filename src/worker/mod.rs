@@ -2,6 +2,7 @@
 //! reconnect when the consumer stream ends, drain on shutdown.
 
 mod common;
+mod inputs;
 mod process;
 mod split;
 mod whole;
@@ -21,6 +22,8 @@ use crate::jobs::Jobs;
 use crate::queue::Broker;
 use crate::storage::Storage;
 
+pub use inputs::Inputs;
+
 pub use process::process_one;
 
 /// What a worker needs; shared by its job tasks.
@@ -31,6 +34,8 @@ pub struct WorkerContext {
     pub broker: Broker,
     /// Fired when the drain deadline passes: running jobs stop and requeue.
     pub stop_jobs: CancellationToken,
+    /// Copies of recent inputs, for the next tasks of the same job.
+    pub inputs: inputs::Inputs,
     /// Jobs in progress here, each with its own stop signal (a child of
     /// `stop_jobs`), and the last cancellations heard of.
     pub cancels: Cancels,

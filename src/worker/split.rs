@@ -7,10 +7,11 @@
 use std::path::Path;
 
 use chrono::Utc;
+use tokio::time::Instant;
 
-use super::common::{estimate, AsyncReport, JobError, Outcome, Quiet, Run};
+use super::common::{estimate, fraction, ms_since, AsyncReport, JobError, Outcome, Quiet, Run};
 use super::whole::store_output;
-use crate::domain::{Container, JobRecord, OutputFormat, PieceSpec, PlanState};
+use crate::domain::{Container, JobRecord, OutputFormat, PieceSpec, PlanState, TaskTiming};
 use crate::queue::tasks::{Task, JOIN_PRIORITY};
 use crate::storage::{output_key, work_prefix};
 use crate::transcode::{self, concat_list, MediaInfo, TranscodeError};
@@ -28,14 +29,22 @@ fn audio_file(format: OutputFormat) -> &'static str {
 
 /// Plans the job into pieces and publishes their tasks; false when the
 /// input is too short to split after all (then it is encoded whole).
-pub async fn plan(run: &Run<'_>, container: Container, input: &Path, info: &MediaInfo) -> Result<bool, JobError> {
+pub async fn plan(
+    run: &Run<'_>,
+    container: Container,
+    input: &Path,
+    info: &MediaInfo,
+    fetch_ms: u64,
+    probing: Instant,
+) -> Result<bool, JobError> {
     let times = transcode::frame_times(input, container.demuxer()).await?;
     let pieces = crate::domain::plan::split(&times, info.start_seconds, run.ctx.settings.segment_seconds as f64);
     if pieces.len() < 2 {
         return Ok(false);
     }
     tracing::info!(pieces = pieces.len(), frames = times.len(), "splitting the job");
-    let plan = PlanState::new(pieces, info.audio_codec.is_some());
+    let mut plan = PlanState::new(pieces, info.audio_codec.is_some());
+    plan.timings.insert("plan".into(), TaskTiming { fetch_ms, encode_ms: ms_since(probing), store_ms: 0 });
     let updated = run
         .update(|r| {
             if r.doc.status.is_terminal() || r.plan.is_some() {
@@ -167,9 +176,10 @@ async fn part(run: &Run<'_>, container: Container, part: Part<'_>) -> Outcome {
     }
     tracing::info!(attempt = attempts, "encoding {name}");
     let key = format!("{}{}", work_prefix(run.client, run.id), part.file(run.options.format));
-    if let Err(e) = encode_part(run, container, &part, &key).await {
-        return run.settle_error(e).await;
-    }
+    let timing = match encode_part(run, container, &part, &key).await {
+        Ok(t) => t,
+        Err(e) => return run.settle_error(e).await,
+    };
     let now = Utc::now();
     let marked = run
         .update(|r| {
@@ -178,6 +188,7 @@ async fn part(run: &Run<'_>, container: Container, part: Part<'_>) -> Outcome {
             }
             let Some(p) = r.plan.as_mut() else { return false };
             part.mark_done(p);
+            p.timings.insert(name.clone(), timing);
             throttled_sync(r, now);
             true
         })
@@ -230,9 +241,13 @@ fn progress_due(record: &JobRecord, now: chrono::DateTime<Utc>) -> bool {
     record.plan.as_ref().is_some_and(|p| p.last_progress_event == Some(now))
 }
 
-async fn encode_part(run: &Run<'_>, container: Container, part: &Part<'_>, key: &str) -> Result<(), JobError> {
+async fn encode_part(run: &Run<'_>, container: Container, part: &Part<'_>, key: &str) -> Result<TaskTiming, JobError> {
     let scratch = run.scratch()?;
-    let input = run.fetch_input(scratch.path()).await?;
+    let t0 = Instant::now();
+    let local = run.fetch_input().await?;
+    let input = local.path();
+    let fetch_ms = ms_since(t0);
+    let t1 = Instant::now();
     let format = run.options.format;
     let media = transcode::Media {
         input: &input,
@@ -244,8 +259,8 @@ async fn encode_part(run: &Run<'_>, container: Container, part: &Part<'_>, key: 
     match part {
         Part::Piece(piece) => {
             let args = transcode::piece_args(&media, piece, &output);
-            let report = PieceProgress { index: piece.index };
-            run.ffmpeg(args, scratch.path(), piece.duration_seconds, report).await?;
+            let report = PieceProgress { index: piece.index, seconds: piece.duration_seconds };
+            run.ffmpeg(args, scratch.path(), run.stop.clone(), report).await?;
             let frames = transcode::count_frames(&output).await?;
             if frames != piece.frames {
                 return Err(TranscodeError::InvalidMedia(format!(
@@ -259,7 +274,7 @@ async fn encode_part(run: &Run<'_>, container: Container, part: &Part<'_>, key: 
         }
         Part::Audio => {
             let args = transcode::audio_args(&media, &output);
-            run.ffmpeg(args, scratch.path(), 0.0, Quiet).await?;
+            run.ffmpeg(args, scratch.path(), run.stop.clone(), Quiet).await?;
         }
     }
     let content_type = match (part, format) {
@@ -267,17 +282,21 @@ async fn encode_part(run: &Run<'_>, container: Container, part: &Part<'_>, key: 
         (Part::Audio, OutputFormat::Webm) => "audio/webm",
         (Part::Piece(_), f) => f.content_type(),
     };
+    let encode_ms = ms_since(t1);
+    let t2 = Instant::now();
     run.ctx.storage.put_file(key, &output, content_type).await?;
-    Ok(())
+    Ok(TaskTiming { fetch_ms, encode_ms, store_ms: ms_since(t2) })
 }
 
 /// Progress of a running piece: its share of the whole job.
 struct PieceProgress {
     index: u32,
+    seconds: f64,
 }
 
 impl AsyncReport for PieceProgress {
-    async fn report(&mut self, run: &Run<'_>, fraction: f64) {
+    async fn report(&mut self, run: &Run<'_>, encoded_seconds: f64) {
+        let fraction = fraction(encoded_seconds, self.seconds);
         let now = Utc::now();
         let updated = run
             .update(|r| {
@@ -330,8 +349,16 @@ pub async fn join(run: &Run<'_>) -> Outcome {
         };
     }
     match join_pieces(run, &plan).await {
-        Ok(output) => {
-            let outcome = run.finish(|d| d.finish_done(output.clone(), Utc::now())).await;
+        Ok((output, timing)) => {
+            let outcome = run
+                .finish_record(|r| {
+                    r.doc.finish_done(output.clone(), Utc::now());
+                    if let Some(p) = r.plan.as_mut() {
+                        p.running.clear();
+                        p.timings.insert("join".into(), timing);
+                    }
+                })
+                .await;
             if let Ok(Some(r)) = run.read().await {
                 if r.doc.status != crate::domain::JobStatus::Done {
                     // Cancelled while joining: no output stays behind.
@@ -344,8 +371,9 @@ pub async fn join(run: &Run<'_>) -> Outcome {
     }
 }
 
-async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<crate::domain::OutputInfo, JobError> {
+async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(crate::domain::OutputInfo, TaskTiming), JobError> {
     let scratch = run.scratch()?;
+    let t0 = Instant::now();
     let dir = scratch.path();
     let format = run.options.format;
     let prefix = work_prefix(run.client, run.id);
@@ -362,12 +390,17 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<crate::domain::O
             return Err(TranscodeError::Internal(format!("{file} of the job is missing from the store")).into());
         }
     }
+    let fetch_ms = ms_since(t0);
+    let t1 = Instant::now();
     let entries: Vec<(String, f64)> = plan.pieces.iter().map(|p| (piece_file(p, format), p.duration_seconds)).collect();
     let list = dir.join("pieces.ffconcat");
     tokio::fs::write(&list, concat_list(&entries)).await.map_err(crate::storage::StoreError::Io)?;
     let audio = plan.audio.then(|| dir.join(audio_file(format)));
     let output = transcode::output_path(dir, format);
     let args = transcode::join_args(&list, audio.as_deref(), format, &output);
-    run.ffmpeg(args, dir, 0.0, Quiet).await?;
-    store_output(run, &output).await
+    run.ffmpeg(args, dir, run.stop.clone(), Quiet).await?;
+    let encode_ms = ms_since(t1);
+    let t2 = Instant::now();
+    let info = store_output(run, &output).await?;
+    Ok((info, TaskTiming { fetch_ms, encode_ms, store_ms: ms_since(t2) }))
 }

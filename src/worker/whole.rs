@@ -5,7 +5,9 @@ use std::future::Future;
 
 use chrono::Utc;
 
-use super::common::{estimate, AsyncReport, JobError, Outcome, Phases, Run};
+use tokio::time::Instant;
+
+use super::common::{estimate, fraction, ms_since, AsyncReport, JobError, Outcome, Phases, Run};
 use super::split;
 use crate::domain::{Container, JobStatus, OutputFormat, OutputInfo};
 use crate::events::{self, EventKind};
@@ -116,19 +118,15 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
         }
     };
     let mut phase = Phases::start();
-    let (input, ()) = tokio::join!(run.fetch_input(scratch.path()), started);
-    let input = input?;
+    let t0 = Instant::now();
+    let (local, ()) = tokio::join!(run.fetch_input(), started);
+    let local = local?;
+    let input = local.path();
+    let fetch_ms = ms_since(t0);
     phase.end("fetch");
-    let info = transcode::probe(&input, Some(container.demuxer())).await?;
-    phase.end("probe");
-    run.limits().check(&info)?;
-
-    if run.ctx.settings.splits(info.duration_seconds) {
-        if split::plan(run, container, &input, &info).await? {
-            phase.end("plan");
-            return Ok(Next::Planned);
-        }
-    }
+    // ffmpeg starts at once; the probe runs beside it and stops it if the
+    // input is invalid, over a limit, or long enough to split.
+    let probing = Instant::now();
     let media = transcode::Media {
         input: &input,
         demuxer: container.demuxer(),
@@ -136,7 +134,50 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
         threads: run.ctx.settings.ffmpeg_threads,
     };
     let output = transcode::output_path(scratch.path(), run.options.format);
-    run.ffmpeg(transcode::whole_args(&media, &output), scratch.path(), info.duration_seconds, WholeProgress).await?;
+    let abort = run.stop.child_token();
+    let duration = std::sync::Arc::new(std::sync::OnceLock::new());
+    let report = WholeProgress { duration: duration.clone() };
+    let encode = run.ffmpeg(transcode::whole_args(&media, &output), scratch.path(), abort.clone(), report);
+    tokio::pin!(encode);
+    let probe = transcode::probe(&input, Some(container.demuxer()));
+    tokio::pin!(probe);
+    let (probed, finished) = tokio::select! {
+        probed = &mut probe => (probed, None),
+        finished = &mut encode => (probe.await, Some(finished)),
+    };
+    phase.end("probe");
+    let checked = probed.map_err(JobError::from).and_then(|info| {
+        run.limits().check(&info)?;
+        Ok(info)
+    });
+    let info = match checked {
+        Ok(info) => info,
+        Err(e) => {
+            abort.cancel();
+            if finished.is_none() {
+                let _ = encode.await;
+            }
+            return Err(e);
+        }
+    };
+    if finished.is_none() && run.ctx.settings.splits(info.duration_seconds) {
+        abort.cancel();
+        let _ = encode.await;
+        if split::plan(run, container, &input, &info, fetch_ms, probing).await? {
+            phase.end("plan");
+            return Ok(Next::Planned);
+        }
+        // Too short to split after all: encode it whole.
+        let report = WholeProgress { duration: duration.clone() };
+        let _ = duration.set(info.duration_seconds);
+        run.ffmpeg(transcode::whole_args(&media, &output), scratch.path(), run.stop.clone(), report).await?;
+    } else {
+        let _ = duration.set(info.duration_seconds);
+        match finished {
+            Some(finished) => finished?,
+            None => encode.await?,
+        }
+    }
     phase.end("ffmpeg");
     let info = store_output(run, &output).await?;
     phase.end("store");
@@ -171,11 +212,16 @@ pub fn output_info(format: OutputFormat, size: u64, probed: MediaInfo) -> Output
     }
 }
 
-/// Progress of a whole encode: the status document's percentage.
-struct WholeProgress;
+/// Progress of a whole encode: the status document's percentage, once the
+/// probe has told the input's duration.
+struct WholeProgress {
+    duration: std::sync::Arc<std::sync::OnceLock<f64>>,
+}
 
 impl AsyncReport for WholeProgress {
-    async fn report(&mut self, run: &Run<'_>, fraction: f64) {
+    async fn report(&mut self, run: &Run<'_>, encoded_seconds: f64) {
+        let Some(&total) = self.duration.get() else { return };
+        let fraction = fraction(encoded_seconds, total);
         let updated = run
             .update(|r| {
                 if r.doc.status.is_terminal() || !r.doc.advance_progress((fraction * 100.0) as u8) {
