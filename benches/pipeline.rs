@@ -12,8 +12,9 @@
 //! (e) fixed + per-byte cost fitted over three sizes of (a) and (b);
 //! (f) one worker encoding a 120 s input whole vs two workers encoding it
 //!     split, with a model of larger fleets; (g) the quality of the split
-//!     output against the whole one. Families not run keep their last
-//!     figures in the file.
+//!     output against the whole one; (l) an HDR job (tone-mapped) vs the
+//!     same job from an SDR input. Families not run keep their last figures
+//!     in the file.
 
 mod bench_support;
 
@@ -50,6 +51,9 @@ fn main() {
         }
         if run("f") || run("g") {
             split_scaling(&env, &mut report, pairs.min(3)).await;
+        }
+        if run("l") {
+            color_cost(&env, &mut report, pairs.min(3)).await;
         }
         if run("e") {
             report.fit_costs();

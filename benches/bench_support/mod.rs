@@ -1,11 +1,13 @@
 //! The machinery of the benchmark: the service under test as its own
 //! processes, baselines, statistics and the report.
 
+mod color;
 mod measure;
 mod report;
 mod scenarios;
 mod split;
 
+pub use color::color_cost;
 pub use measure::*;
 pub use report::Report;
 pub use scenarios::*;

@@ -84,6 +84,21 @@ pub struct InputInfo {
     pub filename: Option<String>,
     pub size_bytes: u64,
     pub content_type: String,
+    /// The input's colour as ffprobe reads it; `null` until a worker probed it.
+    #[serde(default)]
+    pub color: Option<Color>,
+}
+
+/// A video stream's colour, as ffprobe names it (`null` where the stream
+/// does not say).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Color {
+    pub primaries: Option<String>,
+    pub transfer: Option<String>,
+    pub matrix: Option<String>,
+    pub range: Option<String>,
+    /// A high-dynamic-range transfer (PQ or HLG), or Dolby Vision.
+    pub hdr: bool,
 }
 
 /// The result as ffprobe reads it.
@@ -98,6 +113,9 @@ pub struct OutputInfo {
     pub height: u32,
     pub video_codec: String,
     pub audio_codec: Option<String>,
+    /// The colour the output really has, read back from it.
+    #[serde(default)]
+    pub color: Option<Color>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,7 +237,12 @@ mod tests {
     use super::*;
 
     fn doc() -> StatusDoc {
-        let input = InputInfo { filename: Some("a.mov".into()), size_bytes: 3, content_type: "video/quicktime".into() };
+        let input = InputInfo {
+            filename: Some("a.mov".into()),
+            size_bytes: 3,
+            content_type: "video/quicktime".into(),
+            color: None,
+        };
         StatusDoc::queued(JobId::new(), &JobOptions::default(), input, Utc::now())
     }
 

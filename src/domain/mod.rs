@@ -4,9 +4,10 @@
 mod ids;
 mod job;
 mod options;
+pub mod picture;
 pub mod plan;
 
 pub use ids::{ClientId, JobId};
-pub use job::{ControlMessage, ErrorInfo, InputInfo, JobStatus, Links, OutputInfo, Segments, StatusDoc};
+pub use job::{Color, ControlMessage, ErrorInfo, InputInfo, JobStatus, Links, OutputInfo, Segments, StatusDoc};
 pub use options::{Container, JobOptions, OptionError, OutputFormat};
 pub use plan::{JobRecord, PieceSpec, PlanState, TaskTiming};

@@ -112,6 +112,9 @@ pub struct PlanState {
     /// Where each finished task's time went (`plan`, pieces, `audio`, `join`).
     #[serde(default)]
     pub timings: BTreeMap<String, TaskTiming>,
+    /// The picture chain every piece applies (decided once, from the probe).
+    #[serde(default)]
+    pub picture: super::picture::Picture,
 }
 
 /// One task's wall time in milliseconds: copying in, ffmpeg (or the probe,
@@ -251,7 +254,8 @@ mod tests {
 
     #[test]
     fn the_record_keeps_the_plan_beside_the_status_document() {
-        let input = super::super::InputInfo { filename: None, size_bytes: 1, content_type: "video/mp4".into() };
+        let input =
+            super::super::InputInfo { filename: None, size_bytes: 1, content_type: "video/mp4".into(), color: None };
         let doc = StatusDoc::queued(super::super::JobId::new(), &Default::default(), input, Utc::now());
         // Stored times have millisecond precision.
         let doc: StatusDoc = serde_json::from_value(serde_json::to_value(&doc).unwrap()).unwrap();

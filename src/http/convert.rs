@@ -198,6 +198,7 @@ async fn enqueue(
         filename: stored.filename.clone(),
         size_bytes: stored.size,
         content_type: stored.container.content_type().to_string(),
+        color: None,
     };
     let doc = StatusDoc::queued(id, options, input, Utc::now());
     let doc_key = status_key(client, id);

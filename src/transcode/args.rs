@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use super::input_restrictions;
+use crate::domain::picture::{Picture, OUTPUT_TAGS};
 use crate::domain::{JobOptions, OutputFormat, PieceSpec};
 
 /// The input side of an encode.
@@ -17,6 +18,8 @@ pub struct Media<'a> {
     pub options: &'a JobOptions,
     /// `worker.ffmpeg_threads` (0 = ffmpeg's choice).
     pub threads: u32,
+    /// Deinterlacing, tone-mapping and matrix conversion the input needs.
+    pub picture: &'a Picture,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -54,7 +57,8 @@ fn scale(options: &JobOptions) -> String {
 
 fn video(media: &Media<'_>) -> Vec<String> {
     let mut args = strings(&["-map", "0:v:0", "-sn", "-dn", "-map_metadata", "-1"]);
-    args.extend(["-vf".into(), scale(media.options), "-pix_fmt".into(), "yuv420p".into()]);
+    args.extend(["-vf".into(), media.picture.filters(&scale(media.options)), "-pix_fmt".into(), "yuv420p".into()]);
+    args.extend(strings(&OUTPUT_TAGS));
     if media.threads > 0 {
         args.extend(["-filter_threads".into(), media.threads.to_string()]);
     }
@@ -106,7 +110,7 @@ pub fn whole_args(media: &Media<'_>, output: &Path) -> Vec<String> {
 
 /// [`whole_args`] with ffmpeg's own thread choice.
 pub fn ffmpeg_args(input: &Path, demuxer: &str, options: &JobOptions, output: &Path) -> Vec<String> {
-    whole_args(&Media { input, demuxer, options, threads: 0 }, output)
+    whole_args(&Media { input, demuxer, options, threads: 0, picture: &Picture::default() }, output)
 }
 
 /// One piece: seek, then exactly the piece's frames, video only.
@@ -176,7 +180,9 @@ mod tests {
     #[test]
     fn a_piece_seeks_takes_exact_frames_and_is_stitchable() {
         let options = JobOptions::default();
-        let media = Media { input: Path::new("/s/input"), demuxer: "mov", options: &options, threads: 1 };
+        let picture = Picture::default();
+        let media =
+            Media { input: Path::new("/s/input"), demuxer: "mov", options: &options, threads: 1, picture: &picture };
         let piece = PieceSpec { index: 1, start_frame: 100, frames: 100, seek_seconds: 3.98, duration_seconds: 4.0 };
         let args = piece_args(&media, &piece, Path::new("/s/p.mp4"));
         let joined = args.join(" ");

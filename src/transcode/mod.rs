@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::OutputFormat;
+use crate::domain::picture as color;
+use crate::domain::{Color, OutputFormat};
 
 mod args;
 pub use args::{audio_args, concat_list, ffmpeg_args, join_args, piece_args, whole_args, Media};
@@ -77,6 +78,10 @@ pub struct MediaInfo {
     pub audio_codec: Option<String>,
     /// Where the input's timeline starts (what `-ss` counts from).
     pub start_seconds: f64,
+    /// The video stream's colour.
+    pub color: Color,
+    /// ffprobe's `field_order` (`progressive`, `tt`, …), when known.
+    pub field_order: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +100,18 @@ struct ProbeStream {
     duration: Option<String>,
     #[serde(default)]
     disposition: std::collections::HashMap<String, i64>,
+    color_primaries: Option<String>,
+    color_transfer: Option<String>,
+    color_space: Option<String>,
+    color_range: Option<String>,
+    field_order: Option<String>,
+    #[serde(default)]
+    side_data_list: Vec<ProbeSideData>,
+}
+
+#[derive(Deserialize)]
+struct ProbeSideData {
+    side_data_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +151,14 @@ pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, TranscodeError> {
         height: video.height.unwrap_or(0),
         video_codec: video.codec_name.clone().unwrap_or_default(),
         audio_codec: audio.and_then(|a| a.codec_name.clone()),
+        color: Color::from_probe(
+            video.color_primaries.as_deref(),
+            video.color_transfer.as_deref(),
+            video.color_space.as_deref(),
+            video.color_range.as_deref(),
+            video.side_data_list.iter().any(|d| d.side_data_type.as_deref().is_some_and(|t| t.contains("DOVI"))),
+        ),
+        field_order: video.field_order.clone(),
         start_seconds: out
             .format
             .as_ref()
@@ -194,6 +219,35 @@ pub async fn frame_times(path: &Path, demuxer: &str) -> Result<Vec<f64>, Transco
         return Err(TranscodeError::InvalidMedia("input has no video frames".into()));
     }
     Ok(times)
+}
+
+/// Whether the input is interlaced: its scan flag when that says
+/// progressive, else `idet` over its first frames (which confirms an
+/// interlaced flag, or decides a missing one).
+pub async fn interlaced(path: &Path, demuxer: &str, info: &MediaInfo, threads: u32) -> Result<bool, TranscodeError> {
+    let flagged = color::flagged_interlaced(info.field_order.as_deref());
+    if flagged == Some(false) {
+        return Ok(false);
+    }
+    let mut cmd = tokio::process::Command::new("ffmpeg");
+    cmd.env_clear().env("PATH", CHILD_PATH).args(["-hide_banner", "-nostdin", "-loglevel", "info"]);
+    if threads > 0 {
+        cmd.args(["-threads", &threads.to_string()]);
+    }
+    cmd.args(input_restrictions(demuxer))
+        .arg("-i")
+        .arg(path)
+        .args(["-map", "0:v:0", "-frames:v", "100", "-vf", "idet", "-an", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(PROBE_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| TranscodeError::InvalidMedia("reading the input's first frames took too long".into()))?
+        .map_err(|e| TranscodeError::Internal(format!("could not run ffmpeg: {e}")))?;
+    let verdict = color::parse_idet(&String::from_utf8_lossy(&output.stderr));
+    Ok(verdict.or(flagged).unwrap_or(false))
 }
 
 /// Video frames in a file we wrote (a piece), counted from its packets.

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::common::{estimate, fraction, ms_since, AsyncReport, JobError, Outcome, Quiet, Run};
 use super::whole::store_output;
+use crate::domain::picture::Picture;
 use crate::domain::{Container, JobRecord, OutputFormat, PieceSpec, PlanState, TaskTiming};
 use crate::queue::tasks::{Task, JOIN_PRIORITY};
 use crate::storage::{output_key, work_prefix};
@@ -34,6 +35,7 @@ pub async fn plan(
     container: Container,
     input: &Path,
     info: &MediaInfo,
+    picture: &Picture,
     fetch_ms: u64,
     probing: Instant,
 ) -> Result<bool, JobError> {
@@ -44,6 +46,7 @@ pub async fn plan(
     }
     tracing::info!(pieces = pieces.len(), frames = times.len(), "splitting the job");
     let mut plan = PlanState::new(pieces, info.audio_codec.is_some());
+    plan.picture = picture.clone();
     plan.timings.insert("plan".into(), TaskTiming { fetch_ms, encode_ms: ms_since(probing), store_ms: 0 });
     let updated = run
         .update(|r| {
@@ -176,7 +179,8 @@ async fn part(run: &Run<'_>, container: Container, part: Part<'_>) -> Outcome {
     }
     tracing::info!(attempt = attempts, "encoding {name}");
     let key = format!("{}{}", work_prefix(run.client, run.id), part.file(run.options.format));
-    let timing = match encode_part(run, container, &part, &key).await {
+    let picture = record.plan.as_ref().map(|p| p.picture.clone()).unwrap_or_default();
+    let timing = match encode_part(run, container, &part, &picture, &key).await {
         Ok(t) => t,
         Err(e) => return run.settle_error(e).await,
     };
@@ -241,7 +245,13 @@ fn progress_due(record: &JobRecord, now: chrono::DateTime<Utc>) -> bool {
     record.plan.as_ref().is_some_and(|p| p.last_progress_event == Some(now))
 }
 
-async fn encode_part(run: &Run<'_>, container: Container, part: &Part<'_>, key: &str) -> Result<TaskTiming, JobError> {
+async fn encode_part(
+    run: &Run<'_>,
+    container: Container,
+    part: &Part<'_>,
+    picture: &Picture,
+    key: &str,
+) -> Result<TaskTiming, JobError> {
     let scratch = run.scratch()?;
     let t0 = Instant::now();
     let local = run.fetch_input().await?;
@@ -254,6 +264,7 @@ async fn encode_part(run: &Run<'_>, container: Container, part: &Part<'_>, key: 
         demuxer: container.demuxer(),
         options: run.options,
         threads: run.ctx.settings.ffmpeg_threads,
+        picture,
     };
     let output = scratch.path().join(part.file(format));
     match part {

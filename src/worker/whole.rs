@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::common::{estimate, fraction, ms_since, AsyncReport, JobError, Outcome, Phases, Run};
 use super::split;
+use crate::domain::picture::Picture;
 use crate::domain::{Container, JobStatus, OutputFormat, OutputInfo};
 use crate::events::{self, EventKind};
 use crate::storage::{output_key, StoreError};
@@ -124,64 +125,103 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
     let input = local.path();
     let fetch_ms = ms_since(t0);
     phase.end("fetch");
-    // ffmpeg starts at once; the probe runs beside it and stops it if the
-    // input is invalid, over a limit, or long enough to split.
+    // ffmpeg starts at once, for the common case (progressive SDR that
+    // needs no conversion); the probe runs beside it and stops it if the
+    // input is invalid, over a limit, long enough to split, or needs
+    // another picture chain (then it starts again with that one).
     let probing = Instant::now();
-    let media = transcode::Media {
+    let threads = run.ctx.settings.ffmpeg_threads;
+    let guess = Picture::default();
+    let media = |picture| transcode::Media {
         input: &input,
         demuxer: container.demuxer(),
         options: run.options,
-        threads: run.ctx.settings.ffmpeg_threads,
+        threads,
+        picture,
     };
     let output = transcode::output_path(scratch.path(), run.options.format);
     let abort = run.stop.child_token();
     let duration = std::sync::Arc::new(std::sync::OnceLock::new());
     let report = WholeProgress { duration: duration.clone() };
-    let encode = run.ffmpeg(transcode::whole_args(&media, &output), scratch.path(), abort.clone(), report);
+    let encode = run.ffmpeg(transcode::whole_args(&media(&guess), &output), scratch.path(), abort.clone(), report);
     tokio::pin!(encode);
     let probe = transcode::probe(&input, Some(container.demuxer()));
     tokio::pin!(probe);
-    let (probed, finished) = tokio::select! {
+    let (probed, mut finished) = tokio::select! {
         probed = &mut probe => (probed, None),
         finished = &mut encode => (probe.await, Some(finished)),
     };
-    phase.end("probe");
     let checked = probed.map_err(JobError::from).and_then(|info| {
         run.limits().check(&info)?;
         Ok(info)
     });
-    let info = match checked {
-        Ok(info) => info,
+    let examined = match checked {
+        Ok(info) => {
+            let (recorded, interlaced) = tokio::join!(
+                record_input_color(run, &info),
+                transcode::interlaced(&input, container.demuxer(), &info, threads)
+            );
+            recorded.and(interlaced.map_err(JobError::from)).map(|interlaced| (info, interlaced))
+        }
+        Err(e) => Err(e),
+    };
+    phase.end("probe");
+    let (info, interlaced) = match examined {
+        Ok(examined) => examined,
         Err(e) => {
             abort.cancel();
             if finished.is_none() {
-                let _ = encode.await;
+                let _ = encode.as_mut().await;
             }
             return Err(e);
         }
     };
+    let picture = Picture::for_input(&info.color, info.height, interlaced);
+    let _ = duration.set(info.duration_seconds);
     if finished.is_none() && run.ctx.settings.splits(info.duration_seconds) {
         abort.cancel();
-        let _ = encode.await;
-        if split::plan(run, container, &input, &info, fetch_ms, probing).await? {
+        let _ = encode.as_mut().await;
+        if split::plan(run, container, &input, &info, &picture, fetch_ms, probing).await? {
             phase.end("plan");
             return Ok(Next::Planned);
         }
         // Too short to split after all: encode it whole.
-        let report = WholeProgress { duration: duration.clone() };
-        let _ = duration.set(info.duration_seconds);
-        run.ffmpeg(transcode::whole_args(&media, &output), scratch.path(), run.stop.clone(), report).await?;
-    } else {
-        let _ = duration.set(info.duration_seconds);
-        match finished {
-            Some(finished) => finished?,
-            None => encode.await?,
+        finished = Some(Err(TranscodeError::Cancelled));
+    } else if picture != guess {
+        abort.cancel();
+        if finished.is_none() {
+            let _ = encode.as_mut().await;
         }
+        finished = Some(Err(TranscodeError::Cancelled));
+    }
+    match finished {
+        Some(Err(TranscodeError::Cancelled)) if !run.stop.is_cancelled() => {
+            tracing::info!(?picture, "encoding with the input's picture chain");
+            let report = WholeProgress { duration: duration.clone() };
+            let args = transcode::whole_args(&media(&picture), &output);
+            run.ffmpeg(args, scratch.path(), run.stop.clone(), report).await?;
+        }
+        Some(finished) => finished?,
+        None => encode.await?,
     }
     phase.end("ffmpeg");
     let info = store_output(run, &output).await?;
     phase.end("store");
     Ok(Next::Done(info))
+}
+
+/// The input's colour into the status document.
+async fn record_input_color(run: &Run<'_>, info: &MediaInfo) -> Result<(), JobError> {
+    let color = Some(info.color.clone());
+    run.update(|r| {
+        if r.doc.status.is_terminal() || r.doc.input.color == color {
+            return false;
+        }
+        r.doc.input.color = color.clone();
+        true
+    })
+    .await?;
+    Ok(())
 }
 
 /// Uploads the output while it is probed; the output's description.
@@ -209,6 +249,7 @@ pub fn output_info(format: OutputFormat, size: u64, probed: MediaInfo) -> Output
         height: probed.height,
         video_codec: probed.video_codec,
         audio_codec: probed.audio_codec,
+        color: Some(probed.color),
     }
 }
 

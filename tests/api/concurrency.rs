@@ -16,7 +16,7 @@ const PIECES: usize = 40;
 
 /// A processing split job of `PIECES` pieces.
 async fn planned_job(jobs: &Jobs, client: &ClientId) -> JobId {
-    let input = InputInfo { filename: None, size_bytes: 1, content_type: "video/mp4".into() };
+    let input = InputInfo { filename: None, size_bytes: 1, content_type: "video/mp4".into(), color: None };
     let mut doc = StatusDoc::queued(JobId::new(), &JobOptions::default(), input, Utc::now());
     jobs.create(client, &doc).await.unwrap();
     // The id is taken: a second create is refused.

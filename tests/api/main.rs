@@ -7,6 +7,7 @@ mod hostile;
 mod procs;
 
 mod clients;
+mod color;
 mod concurrency;
 mod memory;
 mod observability;
