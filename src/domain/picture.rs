@@ -147,6 +147,26 @@ pub fn flagged_interlaced(field_order: Option<&str>) -> Option<bool> {
     }
 }
 
+/// Whether a codec carries interlaced video in practice, so that a missing
+/// field order is worth checking with `idet` (which, on sharp synthetic
+/// patterns in a progressive codec, reports combing that is not there).
+pub fn may_carry_fields(codec: &str) -> bool {
+    matches!(
+        codec,
+        "mpeg2video"
+            | "mpeg1video"
+            | "h264"
+            | "hevc"
+            | "vc1"
+            | "wmv3"
+            | "dvvideo"
+            | "prores"
+            | "dnxhd"
+            | "mjpeg"
+            | "rawvideo"
+    )
+}
+
 /// `idet`'s verdict from its summary line
 /// (`Multi frame detection: TFF: 40 BFF: 0 Progressive: 2 Undetermined: 8`):
 /// `None` when it saw too little to tell.
@@ -209,6 +229,8 @@ mod tests {
 
     #[test]
     fn reads_idets_summary() {
+        assert!(may_carry_fields("mpeg2video") && may_carry_fields("h264"));
+        assert!(!may_carry_fields("mpeg4") && !may_carry_fields("vp9") && !may_carry_fields("av1"));
         let log = "[Parsed_idet_0 @ 0x55] Repeated Fields: Neither: 50 Top: 0 Bottom: 0\n\
                    [Parsed_idet_0 @ 0x55] Single frame detection: TFF: 30 BFF: 0 Progressive: 5 Undetermined: 15\n\
                    [Parsed_idet_0 @ 0x55] Multi frame detection: TFF: 46 BFF: 0 Progressive: 1 Undetermined: 3\n";

@@ -226,7 +226,7 @@ pub async fn frame_times(path: &Path, demuxer: &str) -> Result<Vec<f64>, Transco
 /// interlaced flag, or decides a missing one).
 pub async fn interlaced(path: &Path, demuxer: &str, info: &MediaInfo, threads: u32) -> Result<bool, TranscodeError> {
     let flagged = color::flagged_interlaced(info.field_order.as_deref());
-    if flagged == Some(false) {
+    if flagged == Some(false) || (flagged.is_none() && !color::may_carry_fields(&info.video_codec)) {
         return Ok(false);
     }
     let mut cmd = tokio::process::Command::new("ffmpeg");

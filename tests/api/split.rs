@@ -35,7 +35,7 @@ fn piece_ffmpegs(dir: &Path) -> Vec<u32> {
         .into_iter()
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains("-frames:v")
+            String::from_utf8_lossy(&cmdline).contains("piece-")
         })
         .collect()
 }
@@ -108,7 +108,16 @@ fn psnr_per_frame(output: &Path, source: &Path, dir: &Path) -> Vec<f64> {
         .arg(output)
         .arg("-i")
         .arg(source)
-        .args(["-lavfi", &format!("[0:v][1:v]psnr=stats_file={}", stats.display()), "-f", "null", "-"])
+        // The source is untagged SD, which the service converts from the
+        // BT.601 matrix to BT.709: the reference is converted the same way.
+        .args([
+            "-lavfi",
+            &format!(
+                "[1:v]scale=in_color_matrix=bt601:out_color_matrix=bt709[ref];[0:v][ref]psnr=stats_file={}",
+                stats.display()
+            ),
+        ])
+        .args(["-f", "null", "-"])
         .status()
         .unwrap();
     assert!(status.success());
