@@ -49,6 +49,27 @@ fn serial_of(record: &serde_json::Value) -> Serial {
     s
 }
 
+/// Each task's start and end in seconds after the submission, by start:
+/// where the workers waited.
+fn timeline(record: &serde_json::Value) -> String {
+    let time = |v: &serde_json::Value| {
+        v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.timestamp_millis() as f64)
+    };
+    let Some(submitted) = time(&record["submitted-utc-time"]) else { return String::new() };
+    let mut spans: Vec<(f64, f64, String)> = record["x-plan"]["timings"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, t)| {
+            let start = (time(&t["started"])? - submitted) / 1000.0;
+            let ms: f64 = ["fetch-ms", "encode-ms", "store-ms"].iter().map(|k| t[k].as_f64().unwrap_or(0.0)).sum();
+            Some((start, start + ms / 1000.0, name.clone()))
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    spans.iter().map(|(a, b, n)| format!("{n} {a:.1}–{b:.1}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Mean and minimum per-frame PSNR of `output` against `source`.
 fn psnr(output: &Path, source: &Path, dir: &Path) -> (f64, f64) {
     let stats = dir.join("psnr.log");
@@ -111,6 +132,7 @@ pub async fn split_scaling(env: &BenchEnv, report: &mut Report, pairs: usize) {
             split_store.get_json(&format!("jobs/default/{}.json", s.1)).await.unwrap().unwrap();
         let serial = serial_of(&record);
         eprintln!("(f) pair {}: one worker whole {:.1} s, two workers split {:.1} s; {serial:?}", i + 1, w.0, s.0);
+        eprintln!("(f) pair {} split timeline (s after submission): {}", i + 1, timeline(&record));
         results.push(Pair { a: s.0, b: w.0, a_cpu: 0.0, b_cpu: 0.0 });
         serials.push(serial);
         outputs = Some((w.1, s.1));

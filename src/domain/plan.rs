@@ -122,6 +122,9 @@ pub struct PlanState {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TaskTiming {
+    /// When the task began (the plan: when its input copy began).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<chrono::DateTime<chrono::Utc>>,
     pub fetch_ms: u64,
     pub encode_ms: u64,
     pub store_ms: u64,

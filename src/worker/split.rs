@@ -47,7 +47,9 @@ pub async fn plan(
     tracing::info!(pieces = pieces.len(), frames = times.len(), "splitting the job");
     let mut plan = PlanState::new(pieces, info.audio_codec.is_some());
     plan.picture = picture.clone();
-    plan.timings.insert("plan".into(), TaskTiming { fetch_ms, encode_ms: ms_since(probing), store_ms: 0 });
+    let encode_ms = ms_since(probing);
+    let started = Some(Utc::now() - chrono::Duration::milliseconds((fetch_ms + encode_ms) as i64));
+    plan.timings.insert("plan".into(), TaskTiming { started, fetch_ms, encode_ms, store_ms: 0 });
     let updated = run
         .update(|r| {
             if r.doc.status.is_terminal() || r.plan.is_some() {
@@ -79,13 +81,15 @@ pub async fn resume(run: &Run<'_>, container: Container, record: &JobRecord) -> 
 async fn publish_plan(run: &Run<'_>, container: Container, record: &JobRecord) -> Result<(), JobError> {
     let plan = record.plan.as_ref().expect("a planned job");
     let (id, client, options) = (run.id, run.client.clone(), run.options.clone());
+    // The audio first: it is the longest task (the whole input's length),
+    // so a worker starts it at once while the others take the pieces.
+    if plan.audio && !plan.audio_done {
+        let task = Task::Audio { id, client: client.clone(), options: options.clone(), container };
+        task.publish(&run.ctx.broker, run.priority, &run.trace).await?;
+    }
     for piece in plan.pieces.iter().filter(|p| !plan.done.contains(&p.index)) {
         let task =
             Task::Piece { id, client: client.clone(), options: options.clone(), container, piece: piece.clone() };
-        task.publish(&run.ctx.broker, run.priority, &run.trace).await?;
-    }
-    if plan.audio && !plan.audio_done {
-        let task = Task::Audio { id, client: client.clone(), options: options.clone(), container };
         task.publish(&run.ctx.broker, run.priority, &run.trace).await?;
     }
     run.update(|r| match r.plan.as_mut() {
@@ -253,6 +257,7 @@ async fn encode_part(
     key: &str,
 ) -> Result<TaskTiming, JobError> {
     let scratch = run.scratch()?;
+    let started = Some(Utc::now());
     let t0 = Instant::now();
     let local = run.fetch_input().await?;
     let input = local.path();
@@ -296,7 +301,7 @@ async fn encode_part(
     let encode_ms = ms_since(t1);
     let t2 = Instant::now();
     run.ctx.storage.put_file(key, &output, content_type).await?;
-    Ok(TaskTiming { fetch_ms, encode_ms, store_ms: ms_since(t2) })
+    Ok(TaskTiming { started, fetch_ms, encode_ms, store_ms: ms_since(t2) })
 }
 
 /// Progress of a running piece: its share of the whole job.
@@ -384,6 +389,7 @@ pub async fn join(run: &Run<'_>) -> Outcome {
 
 async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(crate::domain::OutputInfo, TaskTiming), JobError> {
     let scratch = run.scratch()?;
+    let started = Some(Utc::now());
     let t0 = Instant::now();
     let dir = scratch.path();
     let format = run.options.format;
@@ -395,12 +401,15 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(crate::domain::
     if plan.audio {
         files.push(audio_file(format).to_string());
     }
-    for file in &files {
-        let fetched = run.ctx.storage.download_to_file(&format!("{prefix}{file}"), &dir.join(file)).await?;
-        if fetched.is_none() {
-            return Err(TranscodeError::Internal(format!("{file} of the job is missing from the store")).into());
+    // Every part at once: the join waits for the slowest, not the sum.
+    let (prefix, storage) = (&prefix, &run.ctx.storage);
+    let fetches = files.iter().map(|file| async move {
+        match storage.download_to_file(&format!("{prefix}{file}"), &dir.join(file)).await? {
+            Some(_) => Ok(()),
+            None => Err(JobError::from(TranscodeError::Internal(format!("{file} of the job is missing from the store")))),
         }
-    }
+    });
+    futures::future::try_join_all(fetches).await?;
     let fetch_ms = ms_since(t0);
     let t1 = Instant::now();
     let entries: Vec<(String, f64)> = plan.pieces.iter().map(|p| (piece_file(p, format), p.duration_seconds)).collect();
@@ -413,5 +422,5 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(crate::domain::
     let encode_ms = ms_since(t1);
     let t2 = Instant::now();
     let info = store_output(run, &output).await?;
-    Ok((info, TaskTiming { fetch_ms, encode_ms, store_ms: ms_since(t2) }))
+    Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: ms_since(t2) }))
 }
