@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 # The pattern in BT.709, converted to PQ/BT.2020 with SDR white at 100 cd/m²,
 # as 10-bit HEVC with HDR10 mastering metadata.
 ffmpeg -v error -y -f lavfi -i testsrc2=size=1280x720:rate=25:duration=2 \
-  -vf "zscale=min=709:tin=709:pin=709:t=linear:npl=100,format=gbrpf32le,zscale=p=2020:t=smpte2084:m=2020_ncl:npl=100,format=yuv420p10le" \
+  -vf "format=yuv420p,setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv,zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=2020:t=smpte2084:m=2020_ncl:r=limited:npl=100,format=yuv420p10le" \
   -c:v libx265 -preset ultrafast \
   -x265-params "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400" \
   -color_primaries bt2020 -color_trc smpte2084 -colorspace bt2020nc "$work/hdr10.mov"

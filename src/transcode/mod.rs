@@ -44,7 +44,11 @@ pub enum TranscodeError {
     TimedOut(u64),
     #[error("cancelled")]
     Cancelled,
-    /// Something on our side (ffmpeg missing, disk full); worth another try.
+    /// The machine ran short (ffmpeg killed by a signal, out of memory, no
+    /// space left): worth another try, on this worker or another.
+    #[error("{0}")]
+    Resources(String),
+    /// Something on our side (ffmpeg missing); worth another try.
     #[error("{0}")]
     Internal(String),
 }
@@ -58,14 +62,42 @@ impl TranscodeError {
             TranscodeError::Stalled(_) => "stalled",
             TranscodeError::TimedOut(_) => "timeout",
             TranscodeError::Cancelled => "cancelled",
+            TranscodeError::Resources(_) => "resources-exhausted",
             TranscodeError::Internal(_) => "internal-error",
         }
     }
 
     /// Whether another attempt could succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, TranscodeError::Stalled(_) | TranscodeError::Internal(_))
+        matches!(self, TranscodeError::Stalled(_) | TranscodeError::Resources(_) | TranscodeError::Internal(_))
     }
+}
+
+/// What ffmpeg's last error lines say when the machine, not the input, is
+/// at fault (the `strerror` texts of ENOSPC, ENOMEM, EDQUOT, EMFILE, EAGAIN).
+const RESOURCE_ERRORS: [&str; 6] = [
+    "No space left on device",
+    "Cannot allocate memory",
+    "Disk quota exceeded",
+    "Too many open files",
+    "Resource temporarily unavailable",
+    "File too large",
+];
+
+/// Why an ffmpeg that ended with `status` failed: killed by a signal (the
+/// OOM killer, an operator) or short of a resource is transient; anything
+/// else is the input's fault.
+pub fn classify_failure(status: std::process::ExitStatus, errors: &[String]) -> TranscodeError {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        return TranscodeError::Resources(format!("ffmpeg was killed by signal {signal}"));
+    }
+    let resource = errors.iter().rev().find(|line| RESOURCE_ERRORS.iter().any(|r| line.contains(r)));
+    if let Some(line) = resource {
+        return TranscodeError::Resources(format!("ffmpeg ran short of resources: {}", tidy(line)));
+    }
+    let reason = errors.last().cloned().unwrap_or_else(|| format!("ffmpeg exited with {status}"));
+    TranscodeError::InvalidMedia(format!("the input could not be transcoded: {}", tidy(&reason)))
 }
 
 /// What ffprobe says of a file.
@@ -357,8 +389,10 @@ pub async fn run_ffmpeg(
         return Err(reason);
     }
     let outcome = worker.await.map_err(|e| TranscodeError::Internal(format!("ffmpeg thread: {e}")))?;
+    let scratch = scratch.display().to_string();
     outcome.map_err(|e| match e {
-        TranscodeError::InvalidMedia(m) => TranscodeError::InvalidMedia(m.replace(&scratch.display().to_string(), ".")),
+        TranscodeError::InvalidMedia(m) => TranscodeError::InvalidMedia(m.replace(&scratch, ".")),
+        TranscodeError::Resources(m) => TranscodeError::Resources(m.replace(&scratch, ".")),
         other => other,
     })
 }
@@ -394,8 +428,7 @@ fn run_blocking(args: Vec<String>, scratch: &Path, tx: mpsc::UnboundedSender<Rep
     if status.success() {
         return Ok(());
     }
-    let reason = errors.back().cloned().unwrap_or_else(|| format!("ffmpeg exited with {status}"));
-    Err(TranscodeError::InvalidMedia(format!("the input could not be transcoded: {}", tidy(&reason))))
+    Err(classify_failure(status, errors.make_contiguous()))
 }
 
 /// Own process group (so the whole tree can be killed), a minimal
@@ -461,6 +494,22 @@ pub fn output_path(scratch: &Path, format: OutputFormat) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signal_or_a_full_disk_is_the_machine_and_anything_else_the_input() {
+        use std::os::unix::process::ExitStatusExt;
+        let killed = super::classify_failure(std::process::ExitStatus::from_raw(9), &[]);
+        assert_eq!(killed.code(), "resources-exhausted");
+        assert!(killed.is_transient() && killed.to_string().contains("signal 9"), "{killed}");
+        let exit_1 = std::process::ExitStatus::from_raw(1 << 8);
+        let full =
+            ["Error writing trailer of out.mp4: No space left on device".to_string(), "Conversion failed!".into()];
+        assert_eq!(super::classify_failure(exit_1, &full).code(), "resources-exhausted");
+        let bad = ["moov atom not found".to_string(), "Invalid data found when processing input".into()];
+        let media = super::classify_failure(exit_1, &bad);
+        assert_eq!(media.code(), "invalid-media");
+        assert!(!media.is_transient() && media.to_string().contains("Invalid data"), "{media}");
+    }
+
     use super::*;
 
     #[test]

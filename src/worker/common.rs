@@ -54,6 +54,20 @@ pub enum JobError {
     Broker(#[from] crate::queue::BrokerError),
 }
 
+impl JobError {
+    /// The machine, not the job, ran short: ffmpeg killed or out of memory
+    /// or space, or the worker's own copy of the input hitting a full disk.
+    pub fn is_resources(&self) -> bool {
+        match self {
+            JobError::Media(TranscodeError::Resources(_)) => true,
+            JobError::Store(StoreError::Io(e)) => {
+                matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT | libc::ENOMEM | libc::EMFILE))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<std::io::Error> for JobError {
     /// A local file: the scratch folder (full disk, say), worth another try.
     fn from(e: std::io::Error) -> Self {
@@ -176,12 +190,24 @@ impl<'a> Run<'a> {
 
     /// Maps a failed task to its outcome: a drain requeues, a cancel ends
     /// the job cancelled, bad media fails it, the rest is retried.
-    pub async fn settle_error(&self, error: JobError) -> Outcome {
+    /// `attempt` is the task's attempt (1 on its first delivery): the
+    /// machine running short on the last one ends the job with a code that
+    /// says so, rather than one more redelivery.
+    pub async fn settle_error(&self, error: JobError, attempt: u32) -> Outcome {
         match error {
             JobError::Media(TranscodeError::Cancelled) if self.ctx.stop_jobs.is_cancelled() => Outcome::Requeue,
             JobError::Media(TranscodeError::Cancelled) => self.finish(|d| d.finish_cancelled(Utc::now())).await,
             JobError::Media(e) if !e.is_transient() => self.fail(e.code(), e.to_string()).await,
-            other => Outcome::Retry(other.to_string()),
+            e if e.is_resources() && attempt >= self.ctx.settings.max_attempts => {
+                let message = format!("{e} (on each of {attempt} attempts)");
+                self.fail("resources-exhausted", message).await
+            }
+            other => {
+                if other.is_resources() {
+                    tracing::warn!(error = %other, attempt, "short of resources; the task will be retried");
+                }
+                Outcome::Retry(other.to_string())
+            }
         }
     }
 

@@ -186,7 +186,7 @@ async fn part(run: &Run<'_>, container: Container, part: Part<'_>) -> Outcome {
     let picture = record.plan.as_ref().map(|p| p.picture.clone()).unwrap_or_default();
     let timing = match encode_part(run, container, &part, &picture, &key).await {
         Ok(t) => t,
-        Err(e) => return run.settle_error(e).await,
+        Err(e) => return run.settle_error(e, attempts).await,
     };
     let now = Utc::now();
     let marked = run
@@ -383,7 +383,7 @@ pub async fn join(run: &Run<'_>) -> Outcome {
             }
             outcome
         }
-        Err(e) => run.settle_error(e).await,
+        Err(e) => run.settle_error(e, attempts).await,
     }
 }
 
@@ -406,7 +406,9 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(crate::domain::
     let fetches = files.iter().map(|file| async move {
         match storage.download_to_file(&format!("{prefix}{file}"), &dir.join(file)).await? {
             Some(_) => Ok(()),
-            None => Err(JobError::from(TranscodeError::Internal(format!("{file} of the job is missing from the store")))),
+            None => {
+                Err(JobError::from(TranscodeError::Internal(format!("{file} of the job is missing from the store"))))
+            }
         }
     });
     futures::future::try_join_all(fetches).await?;

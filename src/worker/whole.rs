@@ -67,7 +67,8 @@ pub async fn run(run: &Run<'_>, container: Container) -> Outcome {
         let waited = (Utc::now() - doc.submitted_utc_time).num_milliseconds() as f64 / 1000.0;
         metrics::histogram!("transcoder_queue_wait_seconds").record(waited);
     }
-    tracing::info!(attempt = doc.attempt, "transcoding");
+    let attempt = doc.attempt;
+    tracing::info!(attempt, "transcoding");
     let started = async {
         if let Err(e) = events::publish(&run.ctx.broker, run.client, &doc, EventKind::Started).await {
             tracing::warn!(error = %e, "could not publish the started event");
@@ -82,7 +83,7 @@ pub async fn run(run: &Run<'_>, container: Container) -> Outcome {
             run.finish(|d| d.finish_cancelled(Utc::now())).await
         }
         Err(e) => {
-            let outcome = run.settle_error(e).await;
+            let outcome = run.settle_error(e, attempt).await;
             if matches!(outcome, Outcome::Retry(_) | Outcome::Requeue) {
                 requeued(run).await;
             }

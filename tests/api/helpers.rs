@@ -224,13 +224,19 @@ impl Subscriber {
 
     /// Waits (up to `timeout`) for the event with this routing key.
     pub async fn wait_for(&mut self, routing_key: &str, timeout: Duration) -> Event {
+        self.wait_for_any(&[routing_key], timeout).await
+    }
+
+    /// The first event with any of `routing_keys` (e.g. a job's completed
+    /// or failed event, whichever comes).
+    pub async fn wait_for_any(&mut self, routing_keys: &[&str], timeout: Duration) -> Event {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next(left).await {
-                Some(e) if e.routing_key == routing_key => return e,
+                Some(e) if routing_keys.contains(&e.routing_key.as_str()) => return e,
                 Some(_) => continue,
-                None => panic!("no {routing_key} within {timeout:?}; saw {:?}", self.keys()),
+                None => panic!("no {routing_keys:?} within {timeout:?}; saw {:?}", self.keys()),
             }
         }
     }

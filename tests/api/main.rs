@@ -15,6 +15,7 @@ mod pipeline;
 mod processes;
 mod push;
 mod reliability;
+mod resources;
 mod scheduling;
 mod split;
 mod validation;
