@@ -9,6 +9,7 @@ mod health;
 mod idempotency;
 mod ops;
 mod quota;
+mod redact;
 pub mod serve;
 mod sse;
 mod status;
@@ -53,6 +54,9 @@ pub fn router(state: AppState) -> Router {
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .merge(health::router())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|r: &axum::http::Request<axum::body::Body>| redact::request_span(r)),
+        )
         .with_state(state)
 }

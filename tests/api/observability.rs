@@ -85,3 +85,70 @@ async fn the_job_id_and_trace_id_appear_in_both_the_api_and_the_worker_json_logs
     );
     delete_topology(&prefix);
 }
+
+/// With `RUST_LOG` at `debug` and at `trace`, a key sent in the
+/// `Authorization` header and as `?api_key=` appears in no log line, while
+/// the requests themselves are logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_api_key_reaches_the_log_at_debug_or_trace() {
+    for level in ["debug", "trace"] {
+        let dir = tempfile::tempdir().unwrap();
+        let key = format!("key-{}", unique("secret"));
+        let config = dir.path().join("keys.toml");
+        std::fs::write(&config, format!("[auth.keys]\n\"{key}\" = \"alpha\"\n")).unwrap();
+        let prefix = unique("redact");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log_path = dir.path().join("serve.log");
+        let mut serve = Proc {
+            child: Command::new(env!("CARGO_BIN_EXE_transcoder"))
+                .arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", level)
+                .env("TRANSCODER__AMQP__PREFIX", &prefix)
+                .env("TRANSCODER__HTTP__BIND", format!("127.0.0.1:{port}"))
+                .env("TRANSCODER__STORAGE__DATA_DIR", dir.path().join("store"))
+                .env("TRANSCODER__WORKER__SCRATCH_DIR", dir.path().join("scratch"))
+                .stdout(std::fs::File::create(dir.path().join("serve.out")).unwrap())
+                .stderr(std::fs::File::create(&log_path).unwrap())
+                .spawn()
+                .unwrap(),
+        };
+        let address = format!("http://127.0.0.1:{port}");
+        let http = http_client();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while http.get(format!("{address}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+            assert!(std::time::Instant::now() < deadline, "serve not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut sub = Subscriber::bind(&prefix, "alpha", "job.completed.*").await;
+        let response = http
+            .post(format!("{address}/video/convert"))
+            .header("Content-Type", "video/mp4")
+            .header("Authorization", format!("Bearer {key}"))
+            .body(std::fs::read(Clip::small(1).make(dir.path(), "c.mp4")).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let id = response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        sub.wait_for(&format!("job.completed.{id}"), JOB_TIMEOUT).await;
+        let download = http.get(format!("{address}/video/download/{id}?api_key={key}")).send().await.unwrap();
+        assert_eq!(download.status(), 200);
+        let _ = download.bytes().await.unwrap();
+        let events = http.get(format!("{address}/video/events/{id}?api_key={key}")).send().await.unwrap();
+        assert_eq!(events.status(), 200);
+        drop(events);
+        assert!(serve.terminate(Duration::from_secs(20)).await.success());
+
+        let log = std::fs::read_to_string(&log_path).unwrap()
+            + &std::fs::read_to_string(dir.path().join("serve.out")).unwrap();
+        // The requests were logged (so the check below means something) …
+        assert!(log.contains(&format!("/video/download/{id}?api_key=REDACTED")), "{level}: download not logged");
+        // … and the key in none of its forms.
+        let hits = log.matches(&key).count();
+        assert_eq!(hits, 0, "{level}: the key appears {hits} times in the log");
+        println!("RUST_LOG={level}: {} log lines, the key in none", log.lines().count());
+        delete_topology(&prefix);
+    }
+}
