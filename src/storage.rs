@@ -375,6 +375,28 @@ impl Storage {
         Ok(())
     }
 
+    /// Up to `max` keys under `prefix` after `start_after`, in key order,
+    /// and whether more follow.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: i32,
+    ) -> Result<(Vec<String>, bool), StoreError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(String::from))
+            .max_keys(max)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let keys = page.contents().iter().filter_map(|o| o.key().map(String::from)).collect();
+        Ok((keys, page.is_truncated().unwrap_or(false)))
+    }
+
     /// Keys under a prefix (for tests and housekeeping).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = Vec::new();

@@ -7,6 +7,7 @@ mod download;
 pub mod error;
 mod health;
 mod idempotency;
+mod jobs;
 mod ops;
 mod quota;
 mod redact;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(convert::router())
         .merge(status::router())
+        .merge(jobs::router())
         .merge(download::router())
         .merge(cancel::router())
         .merge(sse::router())

@@ -4,6 +4,7 @@
 
 mod helpers;
 mod hostile;
+mod listing;
 mod procs;
 
 mod clients;
