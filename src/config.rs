@@ -36,6 +36,14 @@ pub struct AmqpSettings {
     pub url: String,
     pub prefix: String,
     pub queue_type: QueueType,
+    /// How long each client's event log (`<prefix>.notify.<client>.log`)
+    /// keeps events.
+    #[serde(default = "default_event_retention")]
+    pub event_retention_seconds: u64,
+}
+
+fn default_event_retention() -> u64 {
+    604_800
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

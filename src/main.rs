@@ -56,6 +56,10 @@ enum Command {
     /// Print the client's events as JSON lines (one job's, until it ends, with JOB_ID).
     Watch {
         job_id: Option<String>,
+        /// Replay the client's event log from this point first: a duration
+        /// back from now (10m, 2h, 1d) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -127,8 +131,8 @@ async fn run_command() -> std::process::ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::Watch { job_id, target } => match target.target(settings) {
-            Ok(t) => client::watch(&t, job_id.as_deref()).await,
+        Command::Watch { job_id, since, target } => match target.target(settings) {
+            Ok(t) => client::watch(&t, job_id.as_deref(), since.as_deref()).await,
             Err(e) => Err(e),
         },
         Command::Clients { command: ClientsCommand::Provision { rabbitmqctl } } => {

@@ -1,6 +1,7 @@
 //! `transcoder clients provision`: one RabbitMQ user per client, allowed to
 //! declare, bind and consume only its own queues (`<prefix>.client.<client>.*`)
-//! and to read only its own `<prefix>.notify.<client>` exchange.
+//! and to read only its own `<prefix>.notify.<client>` exchange and its
+//! event log `<prefix>.notify.<client>.log`.
 //! Through `rabbitmqctl`, on a host that can administer the broker.
 
 use std::process::Command;
@@ -14,7 +15,8 @@ use crate::domain::ClientId;
 pub fn permissions(prefix: &str, client: &ClientId) -> (String, String, String) {
     let p = regex_escape(prefix);
     let own_queues = format!("^{p}\\.client\\.{client}\\..+$");
-    let read = format!("^({p}\\.client\\.{client}\\..+|{p}\\.notify\\.{client})$");
+    // Its own queues, its exchange (to bind them) and its event log.
+    let read = format!("^({p}\\.client\\.{client}\\..+|{p}\\.notify\\.{client}(\\.log)?)$");
     (own_queues.clone(), own_queues, read)
 }
 
@@ -80,6 +82,6 @@ mod tests {
         let acme = ClientId::parse("acme").unwrap();
         let (configure, _, read) = permissions("transcoder", &acme);
         assert_eq!(configure, "^transcoder\\.client\\.acme\\..+$");
-        assert_eq!(read, "^(transcoder\\.client\\.acme\\..+|transcoder\\.notify\\.acme)$");
+        assert_eq!(read, "^(transcoder\\.client\\.acme\\..+|transcoder\\.notify\\.acme(\\.log)?)$");
     }
 }

@@ -29,6 +29,10 @@ pub struct Target {
 pub struct Events {
     _conn: Connection,
     consumer: lapin::Consumer,
+    /// Reading the event log from this time (else live only).
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Event ids printed, so a duplicate in the log is shown once.
+    seen: std::collections::HashSet<String>,
 }
 
 /// One received event.
@@ -62,17 +66,55 @@ impl Events {
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {exchange}: {e}"))?;
         let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
         let consumer = ch.basic_consume(name.as_str().into(), "".into(), no_ack, FieldTable::default()).await?;
-        Ok(Events { _conn: conn, consumer })
+        Ok(Events { _conn: conn, consumer, since: None, seen: Default::default() })
     }
 
-    /// The next event; an error when the connection is lost.
+    /// The client's event log from `since` on, then every new event as it
+    /// comes: one consumer of the stream `<prefix>.notify.<client>.log`
+    /// (manual acks, a prefetch, `x-stream-offset` at `since`).
+    pub async fn replay(target: &Target, since: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Events> {
+        use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+        use lapin::types::{AMQPValue, FieldTable};
+        let a = &target.settings.amqp;
+        let conn = Connection::connect(&a.url, ConnectionProperties::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the broker at {}: {e}", redact(&a.url)))?;
+        let ch = conn.create_channel().await?;
+        ch.basic_qos(100, BasicQosOptions::default()).await?;
+        let log = format!("{}.notify.{}.log", a.prefix, target.client);
+        let mut args = FieldTable::default();
+        // Streams keep whole chunks: the offset may start a little early,
+        // and `next` drops what precedes `since`.
+        args.insert("x-stream-offset".into(), AMQPValue::Timestamp(since.timestamp().max(0) as u64));
+        let consumer = ch
+            .basic_consume(log.as_str().into(), "".into(), BasicConsumeOptions::default(), args)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the event log {log}: {e}"))?;
+        Ok(Events { _conn: conn, consumer, since: Some(since), seen: Default::default() })
+    }
+
+    /// The next event; an error when the connection is lost. From the log,
+    /// each event once (by its id), none before `since`.
     pub async fn next(&mut self) -> anyhow::Result<Received> {
+        use lapin::options::BasicAckOptions;
         loop {
             let delivery =
                 self.consumer.next().await.ok_or_else(|| anyhow::anyhow!("lost the broker connection"))??;
-            if let Ok(body) = serde_json::from_slice(&delivery.data) {
-                return Ok(Received { routing_key: delivery.routing_key.to_string(), body });
+            if self.since.is_some() {
+                delivery.ack(BasicAckOptions::default()).await?;
             }
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(&delivery.data) else { continue };
+            if let Some(since) = self.since {
+                let time = body["time"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                if time.is_some_and(|t| t < since) {
+                    continue;
+                }
+                let id = body["id"].as_str().unwrap_or_default().to_string();
+                if !id.is_empty() && !self.seen.insert(id) {
+                    continue;
+                }
+            }
+            return Ok(Received { routing_key: delivery.routing_key.to_string(), body });
         }
     }
 }

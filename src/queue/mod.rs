@@ -72,6 +72,10 @@ impl Names {
     pub fn notify_exchange(&self, client: &ClientId) -> String {
         format!("{}.notify.{client}", self.prefix)
     }
+    /// The client's event log: a stream bound to its exchange with `#`.
+    pub fn notify_log(&self, client: &ClientId) -> String {
+        format!("{}.notify.{client}.log", self.prefix)
+    }
     /// Fanout from the API to every worker (cancellations).
     pub fn control_exchange(&self) -> String {
         format!("{}.control", self.prefix)
@@ -154,7 +158,7 @@ impl Broker {
         publisher.confirm_select(ConfirmSelectOptions::default()).await?;
         self.declare_topology(&publisher).await?;
         for client in &self.inner.known_clients {
-            declare_notify(&publisher, &self.inner.names.notify_exchange(client)).await?;
+            self.declare_notify(&connection, &publisher, client).await?;
             self.inner.notify_declared.lock().unwrap().insert(client.clone());
         }
         tracing::info!(prefix = %self.inner.names.prefix, "connected to the broker; topology declared");
@@ -254,7 +258,11 @@ impl Broker {
         let name = self.inner.names.notify_exchange(client);
         let ch = self.publisher().await?;
         if !self.inner.notify_declared.lock().unwrap().contains(client) {
-            declare_notify(&ch, &name).await?;
+            let live = self.inner.live.lock().await;
+            let connection =
+                &live.as_ref().ok_or_else(|| BrokerError::Unavailable("connection lost".into()))?.connection;
+            self.declare_notify(connection, &ch, client).await?;
+            drop(live);
             self.inner.notify_declared.lock().unwrap().insert(client.clone());
         }
         Ok(name)
@@ -398,8 +406,44 @@ impl Broker {
     }
 }
 
-async fn declare_notify(ch: &Channel, name: &str) -> Result<(), BrokerError> {
-    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-    ch.exchange_declare(name.into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-    Ok(())
+impl Broker {
+    /// The client's exchange, and its event log bound to it. The log is
+    /// declared on a channel of its own: a stream that exists with other
+    /// arguments (an earlier retention) closes that channel, not the
+    /// publisher's, and events keep flowing to the exchange.
+    async fn declare_notify(
+        &self,
+        connection: &Connection,
+        ch: &Channel,
+        client: &ClientId,
+    ) -> Result<(), BrokerError> {
+        let names = &self.inner.names;
+        let exchange = names.notify_exchange(client);
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        ch.exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        let log = names.notify_log(client);
+        let retention = self.inner.settings.event_retention_seconds;
+        let declared = async {
+            let side = connection.create_channel().await?;
+            let mut args = FieldTable::default();
+            args.insert("x-queue-type".into(), AMQPValue::LongString("stream".into()));
+            args.insert("x-max-age".into(), AMQPValue::LongString(format!("{retention}s").into()));
+            let options = QueueDeclareOptions { durable: true, ..Default::default() };
+            side.queue_declare(log.as_str().into(), options, args).await?;
+            side.queue_bind(
+                log.as_str().into(),
+                exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+            let _ = side.close(200, "declared".into()).await;
+            Ok::<(), lapin::Error>(())
+        };
+        if let Err(e) = declared.await {
+            tracing::warn!(log = %log, error = %e, "could not declare the client's event log; events still reach its exchange");
+        }
+        Ok(())
+    }
 }

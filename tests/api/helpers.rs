@@ -146,7 +146,8 @@ pub fn delete_topology(prefix: &str) {
                 return;
             };
             // A missing name closes the channel: one channel per name.
-            for q in [format!("{prefix}.jobs"), format!("{prefix}.jobs.dead")] {
+            let logs = ["default", "alpha", "beta"].map(|c| format!("{prefix}.notify.{c}.log"));
+            for q in [format!("{prefix}.jobs"), format!("{prefix}.jobs.dead")].into_iter().chain(logs) {
                 let Ok(ch) = conn.create_channel().await else { return };
                 let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
             }

@@ -10,6 +10,7 @@ mod procs;
 mod clients;
 mod color;
 mod concurrency;
+mod eventlog;
 mod memory;
 mod observability;
 mod pipeline;
