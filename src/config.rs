@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub http: HttpSettings,
     pub amqp: AmqpSettings,
@@ -21,6 +22,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub bind: String,
     pub max_upload_bytes: u64,
@@ -31,7 +33,8 @@ pub struct HttpSettings {
     pub max_pending_jobs_per_client: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AmqpSettings {
     pub url: String,
     pub prefix: String,
@@ -53,7 +56,8 @@ pub enum QueueType {
     Quorum,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub endpoint: String,
     pub bucket: String,
@@ -65,6 +69,7 @@ pub struct StorageSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
     pub concurrency: u16,
     pub max_attempts: u32,
@@ -89,11 +94,62 @@ impl WorkerSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// API key → client id.
     #[serde(default)]
     pub keys: BTreeMap<String, String>,
+}
+
+// Secrets (the broker's password, the store's keys, API keys) never reach
+// a `Debug` rendering, so no log line or `config check` output shows them.
+const REDACTED: &str = "REDACTED";
+
+/// An AMQP or HTTP URL with its password replaced.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:{REDACTED}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for AmqpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpSettings")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("queue_type", &self.queue_type)
+            .field("event_retention_seconds", &self.event_retention_seconds)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |v: &str| if v.is_empty() { "" } else { REDACTED };
+        f.debug_struct("StorageSettings")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &secret(&self.access_key))
+            .field("secret_key", &secret(&self.secret_key))
+            .field("data_dir", &self.data_dir)
+            .field("embedded_port", &self.embedded_port)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The clients, not their keys.
+        let clients: std::collections::BTreeSet<&String> = self.keys.values().collect();
+        f.debug_struct("AuthSettings").field("keys", &self.keys.len()).field("clients", &clients).finish()
+    }
 }
 
 impl Settings {

@@ -68,6 +68,18 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Operator commands for the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration (files, then TRANSCODER__ variables) and print it with secrets
+    /// redacted; exit 2 naming the key when a key is unknown, a value has the wrong type or is invalid.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -135,6 +147,12 @@ async fn run_command() -> std::process::ExitCode {
             Ok(t) => client::watch(&t, job_id.as_deref(), since.as_deref()).await,
             Err(e) => Err(e),
         },
+        Command::Config { command: ConfigCommand::Check } => {
+            // Loading already checked it (an error exits 2 above).
+            println!("{settings:#?}");
+            eprintln!("transcoder: configuration OK");
+            Ok(())
+        }
         Command::Clients { command: ClientsCommand::Provision { rabbitmqctl } } => {
             provision::provision(&settings, &rabbitmqctl).map(|urls| {
                 for (client, url) in urls {

@@ -48,7 +48,7 @@ impl Events {
         let a = &target.settings.amqp;
         let conn = Connection::connect(&a.url, ConnectionProperties::default())
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach the broker at {}: {e}", redact(&a.url)))?;
+            .map_err(|e| anyhow::anyhow!("cannot reach the broker at {}: {e}", crate::config::redact_url(&a.url)))?;
         let ch = conn.create_channel().await?;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("{}.client.{}.{}", a.prefix, target.client, &suffix[..12]);
@@ -78,7 +78,7 @@ impl Events {
         let a = &target.settings.amqp;
         let conn = Connection::connect(&a.url, ConnectionProperties::default())
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach the broker at {}: {e}", redact(&a.url)))?;
+            .map_err(|e| anyhow::anyhow!("cannot reach the broker at {}: {e}", crate::config::redact_url(&a.url)))?;
         let ch = conn.create_channel().await?;
         ch.basic_qos(100, BasicQosOptions::default()).await?;
         let log = format!("{}.notify.{}.log", a.prefix, target.client);
@@ -116,14 +116,6 @@ impl Events {
             }
             return Ok(Received { routing_key: delivery.routing_key.to_string(), body });
         }
-    }
-}
-
-/// An AMQP URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
     }
 }
 

@@ -10,6 +10,7 @@ mod procs;
 mod clients;
 mod color;
 mod concurrency;
+mod config;
 mod eventlog;
 mod memory;
 mod observability;
