@@ -33,11 +33,7 @@ async fn a_1_gib_upload_is_accepted_with_the_serve_process_peak_rss_under_150_mi
     let pid = child.id();
     let address = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http.get(format!("{address}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "service not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::procs::wait_ready(&address).await;
 
     // An MP4 header, then zeros: streamed in 1 MiB chunks without a
     // Content-Length, so the service cannot know the size in advance.

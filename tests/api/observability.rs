@@ -50,11 +50,7 @@ async fn the_job_id_and_trace_id_appear_in_both_the_api_and_the_worker_json_logs
     let mut worker = spawn("worker");
     let address = format!("http://127.0.0.1:{port}");
     let http = http_client();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while http.get(format!("{address}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(std::time::Instant::now() < deadline, "api not ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::procs::wait_ready(&address).await;
     let mut sub = Subscriber::bind(&prefix, "default", "job.completed.*").await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let response = http
@@ -116,11 +112,7 @@ async fn no_api_key_reaches_the_log_at_debug_or_trace() {
         };
         let address = format!("http://127.0.0.1:{port}");
         let http = http_client();
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while http.get(format!("{address}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-            assert!(std::time::Instant::now() < deadline, "serve not ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::procs::wait_ready(&address).await;
         let mut sub = Subscriber::bind(&prefix, "alpha", "job.completed.*").await;
         let response = http
             .post(format!("{address}/video/convert"))

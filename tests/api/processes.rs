@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::helpers::*;
 use crate::procs::Proc;
@@ -24,19 +24,6 @@ fn moto_server() -> String {
         .flatten()
         .find(|p| std::path::Path::new(p).exists())
         .expect("moto_server not found: run the suite through ./scripts/test.sh, which installs it")
-}
-
-async fn wait_until_ready(http: &reqwest::Client, url: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{url} not ready within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +61,7 @@ async fn api_and_worker_as_separate_processes_complete_a_job_on_a_standalone_s3_
     let http = http_client();
     let mut api = spawn("api");
     let address = format!("http://127.0.0.1:{api_port}");
-    wait_until_ready(&http, &format!("{address}/readyz"), Duration::from_secs(60)).await;
+    crate::procs::wait_ready(&address).await;
     let mut worker = spawn("worker");
 
     let mut sub = Subscriber::bind(&prefix, "default", "#").await;

@@ -118,11 +118,16 @@ pub async fn spawn_serve(dir: &Path, prefix: &str, env: &[(&str, String)]) -> (P
         .expect("serve starts");
     let proc = Proc { child };
     let address = format!("http://127.0.0.1:{port}");
+    wait_ready(&address).await;
+    (proc, address)
+}
+
+/// Waits (60 s at most) until the API at `address` answers `/readyz` with 200.
+pub async fn wait_ready(address: &str) {
     let http = crate::helpers::http_client();
     let deadline = Instant::now() + Duration::from_secs(60);
     while http.get(format!("{address}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "serve not ready within 60 s");
+        assert!(Instant::now() < deadline, "{address} not ready within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (proc, address)
 }
