@@ -15,7 +15,8 @@ TRANSCODER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # pika and moto for the tests; kubernetes-validate and the cloudcoil models
 # (schemas of the KEDA and Prometheus Operator custom resources) for
 # scripts/validate-deploy.sh; schemathesis for scripts/schemathesis.sh (the
-# HTTP API against src/http/openapi.json).
+# HTTP API against src/http/openapi.json); standardwebhooks to verify webhook
+# signatures as a receiver would.
 TRANSCODER_PY_PACKAGES=(
   pika
   "moto[server]"
@@ -24,6 +25,7 @@ TRANSCODER_PY_PACKAGES=(
   "cloudcoil-models-keda==2.16.1.0"
   "cloudcoil-models-prometheus-operator==0.80.1.0"
   "schemathesis==4.32.5"
+  "standardwebhooks==1.1.0"
 )
 # RabbitMQ closes a channel whose delivery stays unacked longer than this;
 # it must exceed worker.job_timeout_seconds (3600 s by default). Written to

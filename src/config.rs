@@ -19,6 +19,51 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub worker: WorkerSettings,
     pub auth: AuthSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+    /// Per-client settings (`[clients.<client>]`).
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Waits between delivery attempts; after the last, given up.
+    pub retry_seconds: Vec<u64>,
+    pub allow_private_networks: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings { retry_seconds: vec![5, 30, 120, 600, 3600, 21600], allow_private_networks: false }
+    }
+}
+
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub webhook_url: Option<String>,
+    /// `whsec_<base64>`.
+    pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("webhook_url", &self.webhook_url.as_deref().map(redact_url))
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+impl ClientSettings {
+    /// The signing key: the base64 after `whsec_`.
+    pub fn webhook_key(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let encoded = self.webhook_secret.as_deref()?.strip_prefix("whsec_")?;
+        base64::engine::general_purpose::STANDARD.decode(encoded).ok().filter(|k| !k.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +225,25 @@ impl Settings {
         }
         if self.amqp.prefix.is_empty() {
             return bad("amqp.prefix must not be empty");
+        }
+        for (client, c) in &self.clients {
+            if crate::domain::ClientId::parse(client).is_none() {
+                return Err(figment::Error::from(format!("clients.{client}: not a valid client id")));
+            }
+            if let Some(url) = &c.webhook_url {
+                let parsed = reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+                if parsed.and_then(|u| u.host_str().map(str::to_owned)).is_none() {
+                    return Err(figment::Error::from(format!("clients.{client}.webhook_url: not an http(s) URL")));
+                }
+                if c.webhook_key().is_none() {
+                    return Err(figment::Error::from(format!(
+                        "clients.{client}.webhook_secret: a webhook_url needs a secret of the form whsec_<base64>"
+                    )));
+                }
+            }
+        }
+        if self.webhooks.retry_seconds.contains(&0) {
+            return bad("webhooks.retry_seconds: every wait must be at least 1 s");
         }
         for client in self.auth.keys.values() {
             if crate::domain::ClientId::parse(client).is_none() {

@@ -40,5 +40,7 @@ pub mod telemetry;
 pub mod trace;
 /// ffmpeg and ffprobe: arguments, limits, progress, errors.
 pub mod transcode;
+/// Signed webhooks: each client's outcome events POSTed to its URL, retried through the broker.
+pub mod webhooks;
 /// Consuming jobs and processing one.
 pub mod worker;

@@ -32,6 +32,8 @@ enum Command {
     Api,
     /// A worker alone.
     Worker,
+    /// The webhook deliveries only (also part of `serve`).
+    Webhooks,
     /// Upload a video; with --wait, follow its pushed events and download the result.
     Submit {
         file: PathBuf,
@@ -121,7 +123,7 @@ fn main() -> std::process::ExitCode {
 #[tokio::main]
 async fn run_command() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let is_service = matches!(cli.command, Command::Serve | Command::Api | Command::Worker);
+    let is_service = matches!(cli.command, Command::Serve | Command::Api | Command::Worker | Command::Webhooks);
     if is_service {
         telemetry::init(cli.log_format);
     }
@@ -136,6 +138,7 @@ async fn run_command() -> std::process::ExitCode {
         Command::Serve => run(settings, Role::Serve).await,
         Command::Api => run(settings, Role::Api).await,
         Command::Worker => run(settings, Role::Worker).await,
+        Command::Webhooks => run(settings, Role::Webhooks).await,
         Command::Submit { file, format, height, priority, wait, output, target } => {
             let args = SubmitArgs { file, format, height, priority, wait, output };
             match target.target(settings) {

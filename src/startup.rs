@@ -22,6 +22,7 @@ pub enum Role {
     Serve,
     Api,
     Worker,
+    Webhooks,
 }
 
 impl Role {
@@ -30,6 +31,9 @@ impl Role {
     }
     fn has_worker(self) -> bool {
         matches!(self, Role::Serve | Role::Worker)
+    }
+    fn has_webhooks(self) -> bool {
+        matches!(self, Role::Serve | Role::Webhooks)
     }
 }
 
@@ -47,7 +51,8 @@ pub struct Application {
 impl Application {
     pub async fn build(mut settings: Settings, role: Role) -> anyhow::Result<Application> {
         let store_shutdown = CancellationToken::new();
-        let embedded = if settings.storage.endpoint.is_empty() {
+        // The webhook role needs no store.
+        let embedded = if settings.storage.endpoint.is_empty() && role != Role::Webhooks {
             anyhow::ensure!(
                 role == Role::Serve,
                 "storage.endpoint must be set for `api` and `worker`; only `serve` starts the embedded store"
@@ -72,7 +77,9 @@ impl Application {
         };
         let endpoint = embedded.as_ref().map(|e| e.endpoint()).unwrap_or_else(|| settings.storage.endpoint.clone());
         let storage = Storage::new(&settings.storage, Some(&endpoint)).await;
-        retry("object store", || storage.ensure_bucket()).await?;
+        if role != Role::Webhooks {
+            retry("object store", || storage.ensure_bucket()).await?;
+        }
 
         let clients: Vec<ClientId> = if settings.auth.keys.is_empty() {
             vec![ClientId::development()]
@@ -150,6 +157,10 @@ impl Application {
             });
             tokio::spawn(worker::run(ctx, shutdown.clone()))
         });
+        let webhooks = self
+            .role
+            .has_webhooks()
+            .then(|| tokio::spawn(crate::webhooks::run(self.settings.clone(), shutdown.clone())));
         if let Some(api) = api {
             api.await.context("API task")?.context("API server")?;
             tracing::debug!("API stopped");
@@ -157,6 +168,9 @@ impl Application {
         if let Some(worker) = worker {
             worker.await.context("worker task")?;
             tracing::debug!("worker stopped");
+        }
+        if let Some(webhooks) = webhooks {
+            webhooks.await.context("webhook task")?;
         }
         self.broker.close().await;
         self.store_shutdown.cancel();

@@ -22,3 +22,4 @@ mod resources;
 mod scheduling;
 mod split;
 mod validation;
+mod webhooks;
