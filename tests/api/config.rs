@@ -60,7 +60,10 @@ fn the_defaults_and_every_deploy_configuration_pass() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let base = Path::new(ROOT).join("deploy/k8s/base/transcoder.toml");
     let dev_keys = Path::new(ROOT).join("deploy/k8s/overlays/dev/api-keys.toml");
-    for files in [vec![base.as_path()], vec![base.as_path(), dev_keys.as_path()]] {
+    let dev_hooks = Path::new(ROOT).join("deploy/k8s/overlays/dev/webhooks.toml");
+    for files in
+        [vec![base.as_path()], vec![base.as_path(), dev_keys.as_path()], vec![base.as_path(), dev_hooks.as_path()]]
+    {
         let out = check(&files, &[("TRANSCODER__WORKER__SCRATCH_DIR", "/scratch")]);
         assert_eq!(out.status.code(), Some(0), "{files:?}: {}", text(&out));
     }
