@@ -55,6 +55,9 @@ fn main() {
         if run("l") {
             color_cost(&env, &mut report, pairs.min(3)).await;
         }
+        if run("k") {
+            webhook_latency(&env, &mut report).await;
+        }
         if run("e") {
             report.fit_costs();
         }

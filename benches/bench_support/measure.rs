@@ -57,6 +57,11 @@ pub struct Service {
 
 impl Service {
     pub async fn start(env: &BenchEnv, role: &str, name: &str) -> Service {
+        Service::start_with(env, role, name, &[]).await
+    }
+
+    /// Started with extra environment variables.
+    pub async fn start_with(env: &BenchEnv, role: &str, name: &str, extra: &[(&str, String)]) -> Service {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let prefix = format!("bench-{name}-{suffix}");
@@ -74,6 +79,7 @@ impl Service {
             .env("TRANSCODER__STORAGE__ACCESS_KEY", DEV_ACCESS_KEY)
             .env("TRANSCODER__STORAGE__SECRET_KEY", DEV_SECRET_KEY)
             .env("TRANSCODER__WORKER__SCRATCH_DIR", env.dir.path().join("scratch"))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -222,7 +228,10 @@ pub fn delete_topology(prefix: &str) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let Ok(conn) = lapin::Connection::connect(AMQP_URL, Default::default()).await else { return };
-            for q in ["jobs", "jobs.dead"] {
+            // With the default client's event log and webhook queues.
+            let waits = [5, 30, 120, 600, 3600, 21600].map(|w| format!("webhooks.default.wait.{w}s"));
+            let fixed = ["jobs", "jobs.dead", "notify.default.log", "webhooks.default"].map(String::from);
+            for q in fixed.iter().chain(&waits) {
                 let Ok(ch) = conn.create_channel().await else { return };
                 let _ = ch.queue_delete(format!("{prefix}.{q}").as_str().into(), Default::default()).await;
             }

@@ -6,9 +6,11 @@ mod measure;
 mod report;
 mod scenarios;
 mod split;
+mod webhooks;
 
 pub use color::color_cost;
 pub use measure::*;
 pub use report::Report;
 pub use scenarios::*;
 pub use split::split_scaling;
+pub use webhooks::webhook_latency;
