@@ -10,6 +10,8 @@
 
 /// The command-line client: submit and watch.
 pub mod client;
+/// Every stable error code, in one table.
+pub mod codes;
 /// Settings structs and the layered loader.
 pub mod config;
 /// Ids, options, the status document and the job message.
