@@ -69,7 +69,11 @@ pub async fn webhook_latency(env: &BenchEnv, report: &mut Report) {
     }
     let (rate, publish_rate) = replay_rate(&svc.prefix).await;
     svc.stop();
-    eprintln!("(k) webhook p50 {:.1} p99 {:.1} ms; replay {rate:.0} events/s", quantile(&hook, 0.5), quantile(&hook, 0.99));
+    eprintln!(
+        "(k) webhook p50 {:.1} p99 {:.1} ms; replay {rate:.0} events/s",
+        quantile(&hook, 0.5),
+        quantile(&hook, 0.99)
+    );
 
     let mut md = String::new();
     let _ = writeln!(md, "## (k) Webhook latency and event-log replay\n");

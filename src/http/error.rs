@@ -125,3 +125,44 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_code_is_in_the_table_with_its_status() {
+        let bad = |code| ApiError::BadRequest { code, detail: String::new() };
+        let missing = |code| ApiError::NotFound { code, detail: String::new(), monitor: None };
+        let all = [
+            bad("bad-request"),
+            bad("empty-body"),
+            bad("malformed-multipart"),
+            ApiError::Unauthorized,
+            missing("not-found"),
+            missing("result-not-ready"),
+            ApiError::Conflict(String::new()),
+            ApiError::MethodNotAllowed,
+            ApiError::IdempotencyMismatch,
+            ApiError::PayloadTooLarge(1),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::InvalidOption(String::new()),
+            ApiError::RangeNotSatisfiable(1),
+            ApiError::TooManyRequests(String::new()),
+            ApiError::Unavailable(String::new()),
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ];
+        let mut seen = Vec::new();
+        for e in &all {
+            let (status, code) = e.parts();
+            assert!(
+                crate::codes::PROBLEMS.contains(&(status.as_u16(), code)),
+                "{status} {code} is not in codes::PROBLEMS"
+            );
+            seen.push(code);
+        }
+        for (_, code) in crate::codes::PROBLEMS {
+            assert!(seen.contains(&code), "{code} in codes::PROBLEMS is given by no error");
+        }
+    }
+}

@@ -495,6 +495,25 @@ pub fn output_path(scratch: &Path, format: OutputFormat) -> PathBuf {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn a_failed_jobs_code_is_one_of_the_table() {
+        use super::TranscodeError as E;
+        let all = [
+            E::InvalidMedia(String::new()),
+            E::LimitExceeded(String::new()),
+            E::Stalled(1),
+            E::TimedOut(1),
+            E::Resources(String::new()),
+            E::Internal(String::new()),
+        ];
+        // Transient ones are retried; a job ends with them only as
+        // resources-exhausted or too-many-attempts.
+        for e in all.iter().filter(|e| !e.is_transient() || matches!(e, E::Resources(_))) {
+            assert!(crate::codes::JOB_ERRORS.contains(&e.code()), "{} is not in codes::JOB_ERRORS", e.code());
+        }
+        assert!(crate::codes::JOB_ERRORS.contains(&"too-many-attempts"));
+    }
+
+    #[test]
     fn a_signal_or_a_full_disk_is_the_machine_and_anything_else_the_input() {
         use std::os::unix::process::ExitStatusExt;
         let killed = super::classify_failure(std::process::ExitStatus::from_raw(9), &[]);

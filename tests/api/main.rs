@@ -8,6 +8,7 @@ mod listing;
 mod procs;
 
 mod clients;
+mod codes;
 mod color;
 mod concurrency;
 mod config;
