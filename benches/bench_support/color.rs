@@ -13,14 +13,25 @@ use super::scenarios::{post_file, Events};
 
 const SECONDS: u32 = 60;
 
-fn make(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+/// The pattern as 10-bit HEVC tagged with `transfer` (BT.2020 for PQ,
+/// BT.709 otherwise), with audio.
+fn make(dir: &Path, name: &str, transfer: &str) -> PathBuf {
     let path = dir.join(name);
     if !path.exists() {
+        let (primaries, matrix, params) = match transfer {
+            "smpte2084" => (
+                "bt2020",
+                "bt2020nc",
+                "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:max-cll=1000,400",
+            ),
+            _ => ("bt709", "bt709", "log-level=error"),
+        };
         let pattern = format!("testsrc2=size=1920x1080:rate=25:duration={SECONDS}");
         let status = Command::new("ffmpeg")
             .args(["-v", "error", "-y", "-f", "lavfi", "-i", &pattern])
             .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={SECONDS}")])
-            .args(args)
+            .args(["-vf", "format=yuv420p10le", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", params])
+            .args(["-color_primaries", primaries, "-color_trc", transfer, "-colorspace", matrix, "-tag:v", "hvc1"])
             .args(["-c:a", "aac", "-shortest"])
             .arg(&path)
             .status()
@@ -32,50 +43,8 @@ fn make(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
 
 pub async fn color_cost(env: &BenchEnv, report: &mut Report, pairs: usize) {
     let dir = env.dir.path();
-    let hdr = make(
-        dir,
-        "hdr10-1080p.mov",
-        &[
-            "-vf",
-            "format=yuv420p10le",
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:max-cll=1000,400",
-            "-color_primaries",
-            "bt2020",
-            "-color_trc",
-            "smpte2084",
-            "-colorspace",
-            "bt2020nc",
-            "-tag:v",
-            "hvc1",
-        ],
-    );
-    let sdr = make(
-        dir,
-        "sdr-1080p.mov",
-        &[
-            "-vf",
-            "format=yuv420p10le",
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error",
-            "-color_primaries",
-            "bt709",
-            "-color_trc",
-            "bt709",
-            "-colorspace",
-            "bt709",
-            "-tag:v",
-            "hvc1",
-        ],
-    );
+    let hdr = make(dir, "hdr10-1080p.mov", "smpte2084");
+    let sdr = make(dir, "sdr-1080p.mov", "bt709");
     let svc = Service::start(env, "serve", "l").await;
     let mut events = Events::bind(&svc.prefix, "job.completed.*").await;
     let (hdr_bytes, sdr_bytes) = (std::fs::read(&hdr).unwrap(), std::fs::read(&sdr).unwrap());

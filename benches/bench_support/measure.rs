@@ -55,6 +55,24 @@ pub struct Service {
     pub bucket: String,
 }
 
+/// `transcoder <role>` on the benchmark's store, with `prefix` and `bucket`
+/// and `extra` settings (after the common ones).
+fn command(env: &BenchEnv, role: &str, prefix: &str, bucket: &str, extra: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_transcoder"));
+    cmd.arg(role)
+        .env("RUST_LOG", "warn")
+        .env("TRANSCODER__AMQP__PREFIX", prefix)
+        .env("TRANSCODER__STORAGE__ENDPOINT", env.store.endpoint())
+        .env("TRANSCODER__STORAGE__BUCKET", bucket)
+        .env("TRANSCODER__STORAGE__ACCESS_KEY", DEV_ACCESS_KEY)
+        .env("TRANSCODER__STORAGE__SECRET_KEY", DEV_SECRET_KEY)
+        .env("TRANSCODER__WORKER__SCRATCH_DIR", env.dir.path().join("scratch"))
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
 impl Service {
     pub async fn start(env: &BenchEnv, role: &str, name: &str) -> Service {
         Service::start_with(env, role, name, &[]).await
@@ -66,22 +84,11 @@ impl Service {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let prefix = format!("bench-{name}-{suffix}");
         let bucket = format!("bench-{name}-{suffix}");
-        let child = Command::new(env!("CARGO_BIN_EXE_transcoder"))
-            .arg(role)
-            .env("RUST_LOG", "warn")
-            .env("TRANSCODER__AMQP__PREFIX", &prefix)
+        let child = command(env, role, &prefix, &bucket, extra)
             .env("TRANSCODER__HTTP__BIND", format!("127.0.0.1:{port}"))
             .env("TRANSCODER__HTTP__MAX_UPLOAD_BYTES", (8u64 << 30).to_string())
             .env("TRANSCODER__HTTP__MAX_PENDING_JOBS_PER_CLIENT", "1000000")
             .env("TRANSCODER__HTTP__MAX_CONCURRENT_UPLOADS_PER_CLIENT", "1000")
-            .env("TRANSCODER__STORAGE__ENDPOINT", env.store.endpoint())
-            .env("TRANSCODER__STORAGE__BUCKET", &bucket)
-            .env("TRANSCODER__STORAGE__ACCESS_KEY", DEV_ACCESS_KEY)
-            .env("TRANSCODER__STORAGE__SECRET_KEY", DEV_SECRET_KEY)
-            .env("TRANSCODER__WORKER__SCRATCH_DIR", env.dir.path().join("scratch"))
-            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("the service starts");
         let address = format!("http://127.0.0.1:{port}");
@@ -101,20 +108,7 @@ impl Service {
     /// A `transcoder worker` process on this service's broker prefix and
     /// bucket, with `extra` settings; killed when dropped.
     pub fn worker(&self, env: &BenchEnv, extra: &[(&str, String)]) -> Worker {
-        let child = Command::new(env!("CARGO_BIN_EXE_transcoder"))
-            .arg("worker")
-            .env("RUST_LOG", "warn")
-            .env("TRANSCODER__AMQP__PREFIX", &self.prefix)
-            .env("TRANSCODER__STORAGE__ENDPOINT", env.store.endpoint())
-            .env("TRANSCODER__STORAGE__BUCKET", &self.bucket)
-            .env("TRANSCODER__STORAGE__ACCESS_KEY", DEV_ACCESS_KEY)
-            .env("TRANSCODER__STORAGE__SECRET_KEY", DEV_SECRET_KEY)
-            .env("TRANSCODER__WORKER__SCRATCH_DIR", env.dir.path().join("scratch"))
-            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the worker starts");
+        let child = command(env, "worker", &self.prefix, &self.bucket, extra).spawn().expect("the worker starts");
         Worker(child)
     }
 
