@@ -1,0 +1,203 @@
+//! What ffprobe (and ffmpeg's `idet`) say of a file.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde::Deserialize;
+
+use super::{color, input_restrictions, last_line, TranscodeError, CHILD_PATH, PROBE_TIMEOUT};
+use crate::domain::Color;
+
+/// What ffprobe says of a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaInfo {
+    pub duration_seconds: f64,
+    pub width: u32,
+    pub height: u32,
+    pub video_codec: String,
+    pub audio_codec: Option<String>,
+    /// Where the input's timeline starts (what `-ss` counts from).
+    pub start_seconds: f64,
+    /// The video stream's colour.
+    pub color: Color,
+    /// ffprobe's `field_order` (`progressive`, `tt`, …), when known.
+    pub field_order: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProbeOutput {
+    #[serde(default)]
+    streams: Vec<ProbeStream>,
+    format: Option<ProbeFormat>,
+}
+
+#[derive(Deserialize)]
+struct ProbeStream {
+    codec_type: Option<String>,
+    codec_name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    duration: Option<String>,
+    #[serde(default)]
+    disposition: std::collections::HashMap<String, i64>,
+    color_primaries: Option<String>,
+    color_transfer: Option<String>,
+    color_space: Option<String>,
+    color_range: Option<String>,
+    field_order: Option<String>,
+    #[serde(default)]
+    side_data_list: Vec<ProbeSideData>,
+}
+
+#[derive(Deserialize)]
+struct ProbeSideData {
+    side_data_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ProbeFormat {
+    duration: Option<String>,
+    start_time: Option<String>,
+}
+
+/// Parses ffprobe's JSON into [`MediaInfo`]; pure, so it is unit-tested on
+/// real ffprobe output.
+pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, TranscodeError> {
+    let out: ProbeOutput = serde_json::from_slice(json)
+        .map_err(|_| TranscodeError::InvalidMedia("the input could not be read as a video".into()))?;
+    let video = out
+        .streams
+        .iter()
+        .find(|s| {
+            s.codec_type.as_deref() == Some("video")
+                && s.disposition.get("attached_pic").copied().unwrap_or(0) == 0
+                && s.codec_name.is_some()
+                && s.width.unwrap_or(0) > 0
+                && s.height.unwrap_or(0) > 0
+        })
+        .ok_or_else(|| TranscodeError::InvalidMedia("input has no decodable video stream".into()))?;
+    let audio = out.streams.iter().find(|s| s.codec_type.as_deref() == Some("audio"));
+    let duration = out
+        .format
+        .as_ref()
+        .and_then(|f| f.duration.as_deref())
+        .or(video.duration.as_deref())
+        .and_then(|d| d.parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .ok_or_else(|| TranscodeError::InvalidMedia("input has no known duration".into()))?;
+    Ok(MediaInfo {
+        duration_seconds: duration,
+        width: video.width.unwrap_or(0),
+        height: video.height.unwrap_or(0),
+        video_codec: video.codec_name.clone().unwrap_or_default(),
+        audio_codec: audio.and_then(|a| a.codec_name.clone()),
+        color: Color::from_probe(
+            video.color_primaries.as_deref(),
+            video.color_transfer.as_deref(),
+            video.color_space.as_deref(),
+            video.color_range.as_deref(),
+            video.side_data_list.iter().any(|d| d.side_data_type.as_deref().is_some_and(|t| t.contains("DOVI"))),
+        ),
+        field_order: video.field_order.clone(),
+        start_seconds: out
+            .format
+            .as_ref()
+            .and_then(|f| f.start_time.as_deref())
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite())
+            .unwrap_or(0.0),
+    })
+}
+
+/// ffprobe on a local file, with the demuxer forced when given.
+fn ffprobe(path: &Path, demuxer: Option<&str>, query: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("ffprobe");
+    cmd.env_clear()
+        .env("PATH", CHILD_PATH)
+        .args(["-v", "error"])
+        .args(match demuxer {
+            Some(d) => input_restrictions(d),
+            None => vec!["-protocol_whitelist".into(), "file".into()],
+        })
+        .args(query)
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs an ffprobe query; its standard output, or why it failed.
+async fn run_ffprobe(path: &Path, demuxer: Option<&str>, query: &[&str]) -> Result<Vec<u8>, TranscodeError> {
+    let output = tokio::time::timeout(PROBE_TIMEOUT, ffprobe(path, demuxer, query).output())
+        .await
+        .map_err(|_| TranscodeError::InvalidMedia("reading the input's header took too long".into()))?
+        .map_err(|e| TranscodeError::Internal(format!("could not run ffprobe: {e}")))?;
+    if !output.status.success() {
+        let reason = last_line(&String::from_utf8_lossy(&output.stderr), path);
+        return Err(TranscodeError::InvalidMedia(format!("the input could not be read as a video: {reason}")));
+    }
+    Ok(output.stdout)
+}
+
+/// Runs ffprobe on a local file, with the demuxer forced when given.
+pub async fn probe(path: &Path, demuxer: Option<&str>) -> Result<MediaInfo, TranscodeError> {
+    let json = run_ffprobe(path, demuxer, &["-print_format", "json", "-show_format", "-show_streams"]).await?;
+    parse_probe(&json)
+}
+
+/// The presentation times (seconds) of the first video stream's frames,
+/// read from its packets (no decoding), in presentation order.
+pub async fn frame_times(path: &Path, demuxer: &str) -> Result<Vec<f64>, TranscodeError> {
+    let query = ["-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"];
+    let out = run_ffprobe(path, Some(demuxer), &query).await?;
+    let mut times: Vec<f64> =
+        String::from_utf8_lossy(&out).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    if times.is_empty() {
+        return Err(TranscodeError::InvalidMedia("input has no video frames".into()));
+    }
+    Ok(times)
+}
+
+/// Whether the input is interlaced: its scan flag when that says
+/// progressive, else `idet` over its first frames (which confirms an
+/// interlaced flag, or decides a missing one).
+pub async fn interlaced(path: &Path, demuxer: &str, info: &MediaInfo, threads: u32) -> Result<bool, TranscodeError> {
+    let flagged = color::flagged_interlaced(info.field_order.as_deref());
+    if flagged == Some(false) || (flagged.is_none() && !color::may_carry_fields(&info.video_codec)) {
+        return Ok(false);
+    }
+    let mut cmd = tokio::process::Command::new("ffmpeg");
+    cmd.env_clear().env("PATH", CHILD_PATH).args(["-hide_banner", "-nostdin", "-loglevel", "info"]);
+    if threads > 0 {
+        cmd.args(["-threads", &threads.to_string()]);
+    }
+    cmd.args(input_restrictions(demuxer))
+        .arg("-i")
+        .arg(path)
+        .args(["-map", "0:v:0", "-frames:v", "100", "-vf", "idet", "-an", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(PROBE_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| TranscodeError::InvalidMedia("reading the input's first frames took too long".into()))?
+        .map_err(|e| TranscodeError::Internal(format!("could not run ffmpeg: {e}")))?;
+    let verdict = color::parse_idet(&String::from_utf8_lossy(&output.stderr));
+    Ok(verdict.or(flagged).unwrap_or(false))
+}
+
+/// Video frames in a file we wrote (a piece), counted from its packets.
+pub async fn count_frames(path: &Path) -> Result<u64, TranscodeError> {
+    let query =
+        ["-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"];
+    let out = run_ffprobe(path, None, &query).await?;
+    String::from_utf8_lossy(&out)
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .map_err(|_| TranscodeError::Internal("ffprobe gave no packet count".into()))
+}
