@@ -228,6 +228,21 @@ mod tests {
     }
 
     #[test]
+    fn dolby_vision_side_data_makes_an_input_hdr_and_tone_mapped() {
+        // Profile 8.4 signals HLG in its base layer: the HLG chain.
+        let hlg = Color::from_probe(Some("bt2020"), Some("arib-std-b67"), Some("bt2020nc"), Some("tv"), true);
+        assert!(hlg.hdr);
+        assert!(Picture::for_input(&hlg, 1080, false).filters("scale=-2:720").contains("tin=arib-std-b67"));
+        // Side data but no transfer signalled: taken as PQ, never passed through.
+        let bare = Color::from_probe(Some("bt2020"), None, Some("bt2020nc"), Some("tv"), true);
+        assert!(bare.hdr);
+        let chain = Picture::for_input(&bare, 1080, false).filters("scale=-2:720");
+        assert!(chain.contains("tin=smpte2084") && chain.contains("tonemap=tonemap=hable"), "{chain}");
+        // Without the side data the same tags are SDR.
+        assert!(!Color::from_probe(Some("bt2020"), None, Some("bt2020nc"), Some("tv"), false).hdr);
+    }
+
+    #[test]
     fn reads_idets_summary() {
         assert!(may_carry_fields("mpeg2video") && may_carry_fields("h264"));
         assert!(!may_carry_fields("mpeg4") && !may_carry_fields("vp9") && !may_carry_fields("av1"));

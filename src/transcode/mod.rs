@@ -192,6 +192,16 @@ mod tests {
     }
 
     #[test]
+    fn dolby_vision_side_data_is_read_as_hdr() {
+        let json = br#"{"streams":[{"codec_type":"video","codec_name":"hevc","width":1920,"height":1080,
+            "color_primaries":"bt2020","color_space":"bt2020nc","color_range":"tv",
+            "side_data_list":[{"side_data_type":"DOVI configuration record"}]}],"format":{"duration":"3.0"}}"#;
+        let info = parse_probe(json).unwrap();
+        assert!(info.color.hdr, "{:?}", info.color);
+        assert_eq!(info.color.transfer, None);
+    }
+
+    #[test]
     fn a_file_without_video_is_invalid_media() {
         let json = br#"{"streams":[{"codec_type":"audio","codec_name":"mp3"}],"format":{"duration":"3.0"}}"#;
         let err = parse_probe(json).unwrap_err();
