@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::domain::ClientId;
+use crate::queue::Names;
 use deliver::DeliveryError;
 
 const ATTEMPT_HEADER: &str = "x-webhook-attempt";
@@ -54,21 +55,17 @@ fn hooks(settings: &Settings) -> Vec<Hook> {
         .collect()
 }
 
-fn queue(prefix: &str, client: &ClientId) -> String {
-    format!("{prefix}.webhooks.{client}")
-}
-
-fn wait_queue(prefix: &str, client: &ClientId, seconds: u64) -> String {
-    format!("{prefix}.webhooks.{client}.wait.{seconds}s")
+fn names(settings: &Settings) -> Names {
+    Names { prefix: settings.amqp.prefix.clone() }
 }
 
 /// Declares the client's delivery queue and wait queues (idempotent).
 pub async fn declare(ch: &Channel, settings: &Settings, client: &ClientId) -> Result<(), lapin::Error> {
-    let prefix = &settings.amqp.prefix;
-    let exchange = format!("{prefix}.notify.{client}");
+    let names = names(settings);
+    let exchange = names.notify_exchange(client);
     let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
     ch.exchange_declare(exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
-    let main = queue(prefix, client);
+    let main = names.webhook_queue(client);
     let options = QueueDeclareOptions { durable: true, ..Default::default() };
     // Replicated like the job queue in a cluster (quorum queues take TTLs
     // and dead-lettering from RabbitMQ 3.10).
@@ -95,7 +92,7 @@ pub async fn declare(ch: &Channel, settings: &Settings, client: &ClientId) -> Re
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt((seconds * 1000) as i64));
         args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(main.as_str().into()));
-        let wait = wait_queue(prefix, client, seconds);
+        let wait = names.webhook_wait_queue(client, seconds);
         ch.queue_declare(wait.as_str().into(), options, args).await?;
     }
     Ok(())
@@ -146,7 +143,7 @@ async fn consume(settings: &Settings, hook: &Hook, shutdown: &CancellationToken)
     // One delivery at a time per client: its order, and no other client
     // behind it.
     ch.basic_qos(1, BasicQosOptions::default()).await?;
-    let main = queue(&settings.amqp.prefix, &hook.client);
+    let main = names(settings).webhook_queue(&hook.client);
     let mut consumer = ch
         .basic_consume(main.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
@@ -207,7 +204,7 @@ async fn retry_later(
         .with_delivery_mode(2)
         .with_content_type("application/cloudevents+json".into())
         .with_headers(headers);
-    let wait_queue = wait_queue(&settings.amqp.prefix, &hook.client, wait);
+    let wait_queue = names(settings).webhook_wait_queue(&hook.client, wait);
     let confirm = ch
         .basic_publish(
             "".into(),
