@@ -22,26 +22,13 @@ READY_SECONDS=60
 STOP_SECONDS=90
 
 [[ -x "$BIN" ]] || _die "$BIN not found: build it first (cargo build, or ./scripts/test.sh)"
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  _die "node and npm are needed (Node.js >= 20) to run tests/browser"
-fi
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-((node_major >= 20)) || _die "Node.js >= 20 is needed by playwright-core, found $(node --version)"
 ensure_ffmpeg
 ensure_broker
 if [[ ! -x "$CHROMIUM" ]]; then
   _apt_install chromium fonts-liberation
   [[ -x "$CHROMIUM" ]] || _die "$CHROMIUM still missing after installing the chromium package"
 fi
-if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
-  if [[ -f tests/browser/package-lock.json ]]; then
-    _say "npm ci (tests/browser)"
-    (cd tests/browser && npm ci --no-audit --no-fund)
-  else
-    _say "npm install (tests/browser)"
-    (cd tests/browser && npm install --no-audit --no-fund)
-  fi
-fi
+ensure_node_tools
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/transcoder-browser.XXXXXX")"
 pid=""

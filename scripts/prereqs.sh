@@ -16,7 +16,8 @@ TRANSCODER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # (schemas of the KEDA and Prometheus Operator custom resources) for
 # scripts/validate-deploy.sh; schemathesis for scripts/schemathesis.sh (the
 # HTTP API against src/http/openapi.json); standardwebhooks to verify webhook
-# signatures as a receiver would.
+# signatures as a receiver would; tuspy, a resumable-upload client from
+# outside this project.
 TRANSCODER_PY_PACKAGES=(
   pika
   "moto[server]"
@@ -26,6 +27,7 @@ TRANSCODER_PY_PACKAGES=(
   "cloudcoil-models-prometheus-operator==0.80.1.0"
   "schemathesis==4.32.5"
   "standardwebhooks==1.1.0"
+  "tuspy==1.1.0"
 )
 # RabbitMQ closes a channel whose delivery stays unacked longer than this;
 # it must exceed worker.job_timeout_seconds (3600 s by default). Written to
@@ -149,6 +151,23 @@ ensure_python_tools() {
   export PATH="$venv/bin:$PATH"
   export TRANSCODER_TEST_PYTHON="$venv/bin/python"
   _say "Python tools ready ($TRANSCODER_TEST_PYTHON)"
+}
+
+# Node.js (>= 20) and the npm packages of tests/browser: playwright-core for
+# the browser tests, tus-js-client for the resumable-upload tests.
+ensure_node_tools() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    _apt_install nodejs npm
+  fi
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  ((major >= 20)) || _die "Node.js >= 20 is needed by tests/browser, found $(node --version)"
+  local dir="$TRANSCODER_ROOT/tests/browser"
+  if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+    _say "npm ci (tests/browser)"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+  export TRANSCODER_TEST_NODE_MODULES="$dir/node_modules"
 }
 
 # TRANSCODER_PREREQS_FUNCTIONS_ONLY=1: define the helpers, check nothing

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install/start what the test suite needs (ffmpeg, RabbitMQ, a Python venv
-# with pika and moto), then run every test, ignored ones included.
+# with pika and moto, the npm packages of tests/browser), then run every test, ignored ones included.
 # Extra arguments go to the test harness, e.g. a test name filter.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/prereqs.sh
 source scripts/prereqs.sh
 ensure_python_tools
+ensure_node_tools
 # Deployment files (Dockerfile, compose, Kubernetes overlays): offline checks.
 ./scripts/validate-deploy.sh
 unset RUST_LOG

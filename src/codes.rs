@@ -17,7 +17,7 @@ pub const JOB_ERRORS: [&str; 5] = [
 ];
 
 /// The HTTP status and `code` of every problem document.
-pub const PROBLEMS: [(u16, &str); 16] = [
+pub const PROBLEMS: [(u16, &str); 17] = [
     (400, "bad-request"),
     (400, "empty-body"),
     (400, "malformed-multipart"),
@@ -26,6 +26,7 @@ pub const PROBLEMS: [(u16, &str); 16] = [
     (404, "result-not-ready"),
     (405, "method-not-allowed"),
     (409, "conflict"),
+    (412, "unsupported-tus-version"),
     (413, "payload-too-large"),
     (415, "unsupported-media-type"),
     (416, "range-not-satisfiable"),

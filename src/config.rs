@@ -76,6 +76,14 @@ pub struct HttpSettings {
     pub idempotency_ttl_seconds: u64,
     pub max_concurrent_uploads_per_client: usize,
     pub max_pending_jobs_per_client: usize,
+    /// Origins a browser may upload from (tus) and fetch playback files
+    /// from; `"*"` allows any.
+    pub cors_allowed_origins: Vec<String>,
+    /// An unfinished upload is removed, parts and all, this long after its
+    /// last received byte (tus) or its start (`POST /video/convert`).
+    pub upload_expiry_seconds: u64,
+    /// Memory one API process may hold for all uploads in flight together.
+    pub upload_buffer_bytes: u64,
 }
 
 #[derive(Clone, Deserialize)]

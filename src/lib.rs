@@ -42,6 +42,8 @@ pub mod telemetry;
 pub mod trace;
 /// ffmpeg and ffprobe: arguments, limits, progress, errors.
 pub mod transcode;
+/// Resumable uploads: their records and bytes in the store, and the sweeper.
+pub mod uploads;
 /// Signed webhooks: each client's outcome events POSTed to its URL, retried through the broker.
 pub mod webhooks;
 /// Consuming jobs and processing one.

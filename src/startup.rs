@@ -122,26 +122,39 @@ impl Application {
     /// requeues) its jobs.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         crate::metrics::handle();
-        let api = self.listener.map(|listener| {
-            let state = AppState {
-                settings: self.settings.clone(),
-                storage: self.storage.clone(),
-                jobs: crate::jobs::Jobs::new(self.storage.clone()),
-                broker: self.broker.clone(),
-                idempotency: Default::default(),
-                hub: crate::events::EventHub::start(self.broker.clone(), shutdown.clone()),
-                shutdown: shutdown.clone(),
-                quota: Default::default(),
-            };
-            state.quota.follow(&state.hub);
-            let shutdown = shutdown.clone();
-            let header_timeout = Duration::from_secs(self.settings.http.header_read_timeout_seconds);
-            tokio::spawn(async move {
-                tracing::info!(addr = ?listener.local_addr().ok(), "API listening");
-                http::serve::serve(listener, http::router(state), header_timeout, shutdown).await;
-                anyhow::Ok(())
-            })
-        });
+        let api = match self.listener {
+            None => None,
+            Some(listener) => {
+                let http = &self.settings.http;
+                let state = AppState {
+                    settings: self.settings.clone(),
+                    storage: self.storage.clone(),
+                    jobs: crate::jobs::Jobs::new(self.storage.clone()),
+                    broker: self.broker.clone(),
+                    idempotency: Default::default(),
+                    hub: crate::events::EventHub::start(self.broker.clone(), shutdown.clone()),
+                    shutdown: shutdown.clone(),
+                    quota: Default::default(),
+                    budget: http::budget::UploadBudget::new(http.upload_buffer_bytes),
+                    uploads: crate::uploads::Uploads::new(self.storage.clone(), http.upload_expiry_seconds),
+                    upload_locks: Default::default(),
+                };
+                state.quota.follow(&state.hub);
+                tokio::spawn(crate::uploads::run_sweeper(
+                    self.storage.clone(),
+                    sweep_interval(http.upload_expiry_seconds),
+                    shutdown.clone(),
+                ));
+                let router = http::router(state)?;
+                let shutdown = shutdown.clone();
+                let header_timeout = Duration::from_secs(http.header_read_timeout_seconds);
+                Some(tokio::spawn(async move {
+                    tracing::info!(addr = ?listener.local_addr().ok(), "API listening");
+                    http::serve::serve(listener, router, header_timeout, shutdown).await;
+                    anyhow::Ok(())
+                }))
+            }
+        };
         let worker = self.role.has_worker().then(|| {
             let ctx = Arc::new(WorkerContext {
                 settings: self.settings.worker.clone(),
@@ -219,4 +232,11 @@ pub fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
+}
+
+/// How often the API sweeps expired uploads: often enough that one goes
+/// within a minute of expiring (and within a second or two for the short
+/// expiries of tests).
+fn sweep_interval(expiry_seconds: u64) -> Duration {
+    Duration::from_secs((expiry_seconds / 2).clamp(1, 30))
 }

@@ -17,13 +17,14 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use super::body::idle_limited;
 use super::idempotency::{self, Claim};
+use super::intake::{self, remove_quietly, Intake};
 use super::status::{estimate_queued, load_job};
 use super::{ApiError, AppState, Client};
-use crate::domain::{ClientId, Container, InputInfo, JobId, JobOptions, OptionError, StatusDoc};
-use crate::queue::Task;
+use crate::domain::{ClientId, Container, JobId, JobOptions, OptionError};
 use crate::sniff::{sniff, SNIFF_LEN};
-use crate::storage::{input_key, status_key, PendingPut, PutStreamError};
+use crate::storage::{input_key, Journal, PendingPut, PutStreamError, PART_SIZE};
 use crate::trace::TraceParent;
 
 pub fn router() -> Router<AppState> {
@@ -54,12 +55,7 @@ struct StoredInput {
 async fn convert(State(state): State<AppState>, Client(client): Client, req: Request) -> Result<Response, ApiError> {
     // The work runs in its own task: if the client goes away mid-upload, the
     // task still sees the body fail and cleans up after itself.
-    let trace = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .unwrap_or_else(TraceParent::start);
+    let trace = intake::trace_of(req.headers());
     let span = tracing::info_span!("convert", client = %client, trace_id = %trace.trace_id);
     let work = convert_inner(state, client, req, trace).instrument(span);
     tokio::spawn(work).await.map_err(|e| ApiError::Internal(e.into()))?
@@ -68,7 +64,7 @@ async fn convert(State(state): State<AppState>, Client(client): Client, req: Req
 async fn convert_inner(
     state: AppState,
     client: ClientId,
-    req: Request,
+    mut req: Request,
     trace: TraceParent,
 ) -> Result<Response, ApiError> {
     let key = match req.headers().get("idempotency-key") {
@@ -85,6 +81,8 @@ async fn convert_inner(
     let http = &state.settings.http;
     let _slot =
         state.quota.start_upload(&client, http.max_concurrent_uploads_per_client, http.max_pending_jobs_per_client)?;
+    let declared = declared_length(req.headers());
+    let _memory = state.budget.reserve_or_drain(reservation(declared), req.body_mut(), idle(&state)).await?;
     let id = JobId::new();
     let store = !matches!(claim, Some(Claim::Replay { .. }));
     let mut received = receive(&state, &client, id, req, store, key.is_some()).await?;
@@ -99,21 +97,31 @@ async fn convert_inner(
             load_job(&state, &client, job).await?
         }
         claim => {
-            let doc = match enqueue(&state, &client, id, &mut received, &trace).await {
+            let pending = received.stored.pending.take();
+            let stored = &received.stored;
+            let intake = Intake {
+                id,
+                options: &received.options,
+                container: stored.container,
+                size: stored.size,
+                filename: stored.filename.clone(),
+            };
+            let input_done = async {
+                match pending {
+                    Some(p) => p.finish(&state.storage).await.map(drop),
+                    None => Ok(()),
+                }
+            };
+            let doc = match intake::enqueue(&state, &client, intake, input_done, &trace).await {
                 Ok(doc) => doc,
                 Err(e) => {
                     remove_quietly(&state, &input_key(&client, id)).await;
                     return Err(e);
                 }
             };
-            state.quota.accepted(&client, id);
             if let (Some(Claim::Fresh(guard)), Some(fp)) = (claim, fingerprint) {
                 guard.complete(id, fp).await?;
             }
-            tracing::info!(job = %id, size = received.stored.size, "job accepted");
-            let format = received.options.format.extension();
-            metrics::counter!("transcoder_jobs_submitted_total", "format" => format).increment(1);
-            metrics::counter!("transcoder_upload_bytes_total").increment(received.stored.size);
             doc
         }
     };
@@ -182,59 +190,6 @@ struct Sink {
     hasher: Option<Arc<Mutex<Sha256>>>,
 }
 
-/// Completes the input and writes the status document, side by side, then
-/// publishes the job; removes the document again when anything fails (the
-/// caller removes the input).
-async fn enqueue(
-    state: &AppState,
-    client: &ClientId,
-    id: JobId,
-    received: &mut Received,
-    trace: &TraceParent,
-) -> Result<StatusDoc, ApiError> {
-    let pending = received.stored.pending.take();
-    let (options, stored) = (&received.options, &received.stored);
-    let input = InputInfo {
-        filename: stored.filename.clone(),
-        size_bytes: stored.size,
-        content_type: stored.container.content_type().to_string(),
-        color: None,
-    };
-    let doc = StatusDoc::queued(id, options, input, Utc::now());
-    let doc_key = status_key(client, id);
-    let input_done = async {
-        match pending {
-            Some(p) => p.finish(&state.storage).await.map(drop),
-            None => Ok(()),
-        }
-    };
-    match tokio::join!(input_done, state.jobs.create(client, &doc)) {
-        (Ok(()), Ok(())) => {}
-        (Err(e), Ok(())) => {
-            remove_quietly(state, &doc_key).await;
-            return Err(e.into());
-        }
-        (_, Err(e)) => return Err(e.into()),
-    }
-
-    let task = Task::Transcode { id, client: client.clone(), options: options.clone(), container: stored.container };
-    // Fair share: the queue's priority also reflects the client's backlog.
-    let priority = state.quota.queue_priority(client, id, options.priority);
-    if let Err(e) = task.publish(&state.broker, priority, trace).await {
-        state.quota.not_queued(client, id);
-        remove_quietly(state, &doc_key).await;
-        return Err(e.into());
-    }
-    state.broker.note_enqueued();
-    Ok(doc)
-}
-
-async fn remove_quietly(state: &AppState, key: &str) {
-    if let Err(e) = state.storage.delete(key).await {
-        tracing::error!(key, error = %e, "could not remove an object of a rejected upload");
-    }
-}
-
 /// Upload failure, before it is turned into an HTTP error.
 enum StoreInputError<E> {
     Empty,
@@ -246,14 +201,18 @@ impl<E> StoreInputError<E> {
     fn into_api(self, body_error: impl FnOnce(E) -> ApiError) -> ApiError {
         match self {
             StoreInputError::Empty => ApiError::BadRequest { code: "empty-body", detail: "the request body is empty".into() },
-            StoreInputError::NotVideo => ApiError::UnsupportedMediaType(
-                "the upload is not a video in a supported container (MP4, QuickTime, Matroska, WebM, AVI, MPEG-TS, MPEG-PS, FLV, Ogg, ASF)".into(),
-            ),
+            StoreInputError::NotVideo => not_video(),
             StoreInputError::Put(PutStreamError::Body(e)) => body_error(e),
             StoreInputError::Put(PutStreamError::TooLarge(limit)) => ApiError::PayloadTooLarge(limit),
             StoreInputError::Put(PutStreamError::Store(e)) => e.into(),
         }
     }
+}
+
+pub(super) fn not_video() -> ApiError {
+    ApiError::UnsupportedMediaType(
+        "the upload is not a video in a supported container (MP4, QuickTime, Matroska, WebM, AVI, MPEG-TS, MPEG-PS, FLV, Ogg, ASF)".into(),
+    )
 }
 
 /// Reads enough of the body to recognise the container, then streams the
@@ -292,7 +251,7 @@ where
         let key = input_key(client, id);
         let pending = state
             .storage
-            .receive_stream(&key, container.content_type(), head.freeze(), body, limit)
+            .receive_stream(&key, container.content_type(), head.freeze(), body, limit, Some(journal(state, client, id)))
             .await
             .map_err(StoreInputError::Put)?;
         (pending.size(), Some(pending))
@@ -379,11 +338,27 @@ fn malformed_multipart(detail: String) -> ApiError {
     ApiError::BadRequest { code: "malformed-multipart", detail: format!("malformed multipart body: {detail}") }
 }
 
+/// Where a direct upload records its multipart upload while it runs, so
+/// the sweeper can abort it should this process die.
+fn journal(state: &AppState, client: &ClientId, id: JobId) -> Journal {
+    let expiry = chrono::Duration::seconds(state.settings.http.upload_expiry_seconds.min(1 << 40) as i64);
+    Journal { key: crate::uploads::direct_record_key(client, id), expires_at: Utc::now() + expiry }
+}
+
+pub(super) fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The memory an upload of `declared` bytes holds at most while it
+/// streams: the part being filled and the one being sent.
+pub(super) fn reservation(declared: Option<u64>) -> u64 {
+    let most = 2 * PART_SIZE as u64;
+    declared.map_or(most, |n| n.min(most))
+}
+
 /// A declared `Content-Length` over the limit is refused before reading.
 fn check_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    match declared {
+    match declared_length(headers) {
         Some(n) if n > limit => Err(ApiError::PayloadTooLarge(limit)),
         _ => Ok(()),
     }
@@ -391,45 +366,6 @@ fn check_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError> {
 
 fn idle(state: &AppState) -> Duration {
     Duration::from_secs(state.settings.http.body_idle_timeout_seconds)
-}
-
-/// Error of a body stream that went silent.
-#[derive(Debug, thiserror::Error)]
-#[error("no data for {0:?}")]
-pub struct Idle(Duration);
-
-/// Ends a body stream with an error when no data arrives for `limit`.
-fn idle_limited<S, E>(body: S, limit: Duration) -> impl Stream<Item = Result<Bytes, IdleOr<E>>> + Unpin
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    let stream = futures::stream::unfold(Some(body), move |state| async move {
-        let mut body = state?;
-        match tokio::time::timeout(limit, body.next()).await {
-            Ok(Some(Ok(b))) => Some((Ok(b), Some(body))),
-            Ok(Some(Err(e))) => Some((Err(IdleOr::Body(e)), None)),
-            Ok(None) => None,
-            Err(_) => Some((Err(IdleOr::Idle(Idle(limit))), None)),
-        }
-    })
-    .fuse();
-    Box::pin(stream)
-}
-
-/// A body error or silence.
-#[derive(Debug)]
-pub enum IdleOr<E> {
-    Body(E),
-    Idle(Idle),
-}
-
-impl<E: std::fmt::Display> std::fmt::Display for IdleOr<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            IdleOr::Body(e) => e.fmt(f),
-            IdleOr::Idle(i) => i.fmt(f),
-        }
-    }
 }
 
 fn filename_from_disposition(headers: &HeaderMap) -> Option<String> {
@@ -441,7 +377,7 @@ fn filename_from_disposition(headers: &HeaderMap) -> Option<String> {
 
 /// The client's name for its file, for display only: last path component,
 /// printable, at most 255 characters.
-fn clean_filename(name: &str) -> String {
+pub(super) fn clean_filename(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or(name);
     last.chars().filter(|c| !c.is_control()).take(255).collect()
 }

@@ -1,19 +1,24 @@
 //! The HTTP API (axum). Each module exports its own `router()`.
 
 mod auth;
+mod body;
+pub mod budget;
 mod cancel;
 mod convert;
 mod download;
 pub mod error;
 mod health;
 mod idempotency;
+mod intake;
 mod jobs;
+pub mod locks;
 mod ops;
 mod quota;
 mod redact;
 pub mod serve;
 mod sse;
 mod status;
+pub mod tus;
 
 use std::sync::Arc;
 
@@ -37,13 +42,20 @@ pub struct AppState {
     pub idempotency: idempotency::Idempotency,
     pub hub: crate::events::EventHub,
     pub quota: quota::Quota,
+    /// `http.upload_buffer_bytes`, shared by every upload in flight.
+    pub budget: budget::UploadBudget,
+    /// Resumable uploads in the store.
+    pub uploads: crate::uploads::Uploads,
+    /// One request at a time per resumable upload, in this process.
+    pub upload_locks: locks::UploadLocks,
     /// Fires when the process drains: long-lived streams end.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+pub fn router(state: AppState) -> anyhow::Result<Router> {
+    Ok(Router::new()
         .merge(convert::router())
+        .merge(tus::router(&state)?)
         .merge(status::router())
         .merge(jobs::router())
         .merge(download::router())
@@ -60,5 +72,5 @@ pub fn router(state: AppState) -> Router {
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(|r: &axum::http::Request<axum::body::Body>| redact::request_span(r)),
         )
-        .with_state(state)
+        .with_state(state))
 }

@@ -19,13 +19,13 @@ use tokio::io::AsyncWriteExt;
 mod upload;
 
 use upload::Multipart;
-pub use upload::PendingPut;
+pub use upload::{InProgress, Journal, MultipartRef, PendingPut};
 
 use crate::config::StorageSettings;
 use crate::domain::{ClientId, JobId, OutputFormat};
 
 /// Size of one multipart part. S3 wants at least 5 MiB for all but the last.
-const PART_SIZE: usize = 8 * 1024 * 1024;
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// Largest local file uploaded with a single PUT (S3 allows 5 GiB).
 const SINGLE_PUT_MAX: u64 = 256 * 1024 * 1024;
@@ -180,14 +180,16 @@ impl Storage {
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
-        let pending = self.receive_stream(key, content_type, first, rest, limit).await?;
+        let pending = self.receive_stream(key, content_type, first, rest, limit, None).await?;
         Ok(pending.finish(self).await?)
     }
 
     /// [`Storage::put_stream`] up to its last write: reads the whole stream
     /// and sends every full part, then returns the rest as a [`PendingPut`],
     /// so the caller can run other writes beside the last one. On an error
-    /// nothing remains in the store.
+    /// nothing remains in the store. With a `journal`, a multipart upload is
+    /// recorded there while it runs, so that a sweeper can abort it should
+    /// this process die (the record goes when the upload ends).
     pub async fn receive_stream<S, E>(
         &self,
         key: &str,
@@ -195,6 +197,7 @@ impl Storage {
         first: Bytes,
         mut rest: S,
         limit: u64,
+        journal: Option<Journal>,
     ) -> Result<PendingPut, PutStreamError<E>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -218,9 +221,9 @@ impl Storage {
                 while buf.len() >= PART_SIZE {
                     let part = buf.split_to(PART_SIZE).freeze();
                     if upload.is_none() {
-                        upload = Some(Multipart::create(self, key, content_type).await?);
+                        upload = Some(Multipart::create(self, key, content_type, journal.as_ref()).await?);
                     }
-                    upload.as_mut().expect("created above").send_part(self, key, part).await?;
+                    upload.as_mut().expect("created above").send_part(self, part).await?;
                 }
             }
             Ok(())
@@ -236,7 +239,7 @@ impl Storage {
             }),
             Err(e) => {
                 if let Some(upload) = upload {
-                    upload.abort(self, key).await;
+                    upload.abort(self).await;
                 }
                 Err(e)
             }
@@ -367,6 +370,20 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Writes `body` as the object `key`.
+    pub async fn put_bytes(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
             .body(ByteStream::from(body))
             .send()
             .await

@@ -1,0 +1,404 @@
+//! `/video/uploads`: resumable uploads, tus 1.0.0 with `creation`,
+//! `creation-with-upload`, `termination` and `expiration`. The state lives
+//! in the store ([`crate::uploads`]), so any API process continues an
+//! upload; the last byte makes the job through the same path as `POST
+//! /video/convert` ([`super::intake`]).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use super::body::idle_limited;
+use super::convert::{clean_filename, declared_length, reservation};
+use super::intake::{self, Intake};
+use super::{ApiError, AppState, Client};
+use crate::config::HttpSettings;
+use crate::domain::{ClientId, JobId, JobOptions};
+use crate::trace::TraceParent;
+use crate::uploads::{AppendError, Upload, PART_SIZE};
+
+pub const TUS_VERSION: &str = "1.0.0";
+const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration";
+const OFFSET_STREAM: &str = "application/offset+octet-stream";
+
+/// How long a request waits for another request on the same upload (in
+/// this process) to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Headers a browser may read from the answers (CORS).
+pub const EXPOSED: [&str; 10] = [
+    "location",
+    "link",
+    "upload-offset",
+    "upload-length",
+    "upload-expires",
+    "upload-metadata",
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+];
+
+/// Headers a browser may send (CORS).
+pub const ALLOWED: [&str; 9] = [
+    "authorization",
+    "content-type",
+    "tus-resumable",
+    "upload-length",
+    "upload-metadata",
+    "upload-offset",
+    "upload-defer-length",
+    "x-http-method-override",
+    "x-requested-with",
+];
+
+pub fn router(state: &AppState) -> anyhow::Result<Router<AppState>> {
+    Ok(Router::new()
+        .route("/video/uploads", post(create).options(discover))
+        .route("/video/uploads/{id}", axum::routing::head(info).patch(patch).delete(terminate))
+        .layer(axum::middleware::from_fn(tus_resumable))
+        // Bodies are streamed into the store and counted there.
+        .layer(DefaultBodyLimit::disable())
+        .layer(cors(&state.settings.http)?)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), discovery_first)))
+}
+
+/// The CORS layer takes every `OPTIONS` for a preflight; an `OPTIONS`
+/// that is not one (no `Access-Control-Request-Method`) is tus discovery.
+async fn discovery_first(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() == Method::OPTIONS && !req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        let mut response = discover(State(state)).await;
+        response.headers_mut().insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+        return response;
+    }
+    next.run(req).await
+}
+
+/// Every answer says `Tus-Resumable`; requests other than `OPTIONS` must
+/// speak version 1.0.0 (412 otherwise).
+async fn tus_resumable(req: Request, next: Next) -> Response {
+    let speaks = req.headers().get("tus-resumable").is_some_and(|v| v == TUS_VERSION);
+    let mut response = if req.method() == Method::OPTIONS || speaks {
+        next.run(req).await
+    } else {
+        let mut r = ApiError::BadRequest {
+            code: "unsupported-tus-version",
+            detail: format!("send Tus-Resumable: {TUS_VERSION}"),
+        }
+        .into_response();
+        *r.status_mut() = StatusCode::PRECONDITION_FAILED;
+        r.headers_mut().insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+        r
+    };
+    response.headers_mut().insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    response
+}
+
+async fn discover(State(state): State<AppState>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    h.insert("tus-extension", HeaderValue::from_static(EXTENSIONS));
+    h.insert("tus-max-size", HeaderValue::from(state.settings.http.max_upload_bytes));
+    response
+}
+
+/// `POST /video/uploads`: checks the length and the options, records the
+/// upload, and stores a first chunk when the request carries one.
+async fn create(State(state): State<AppState>, Client(client): Client, req: Request) -> Result<Response, ApiError> {
+    let headers = req.headers();
+    let length = header_u64(headers, "upload-length")?.ok_or_else(|| ApiError::BadRequest {
+        code: "bad-request",
+        detail: "Upload-Length is required (Upload-Defer-Length is not supported)".into(),
+    })?;
+    if length > state.settings.http.max_upload_bytes {
+        return Err(ApiError::PayloadTooLarge(state.settings.http.max_upload_bytes));
+    }
+    if length == 0 {
+        return Err(ApiError::BadRequest { code: "empty-body", detail: "Upload-Length is 0: nothing to convert".into() });
+    }
+    let (options, filename) = metadata(headers)?;
+    let with_body = declared_length(headers).is_none_or(|n| n > 0) && is_offset_stream(headers);
+    let trace = intake::trace_of(headers);
+    let upload = state.uploads.create(&client, length, options, filename).await?;
+    tracing::info!(upload = %upload.id, client = %client, length, "upload created");
+    let location = format!("/video/uploads/{}", upload.id);
+    let upload = if with_body { spawn_receive(&state, &client, upload.id, 0, req, trace).await? } else { upload };
+    let mut response = answer(StatusCode::CREATED, &upload);
+    response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("ids are header-safe"));
+    Ok(response)
+}
+
+/// `HEAD /video/uploads/{id}`: where to continue.
+async fn info(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = upload_id(&id)?;
+    // Wait for a request still storing bytes here, to answer its offset.
+    let _held = state.upload_locks.hold(&client, id, LOCK_WAIT).await;
+    let mut upload = state.uploads.load(&client, id).await?.ok_or_else(no_upload)?.value;
+    if upload.is_whole() && !upload.completed {
+        // The last byte was stored, but the request that stored it did not
+        // get to make the job: make it now.
+        complete(&state, &client, &upload, &intake::trace_of(&headers)).await?;
+        upload.completed = true;
+    }
+    let mut response = answer(StatusCode::OK, &upload);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert("upload-length", HeaderValue::from(upload.length));
+    Ok(response)
+}
+
+/// `PATCH /video/uploads/{id}`: stores bytes at `Upload-Offset`.
+async fn patch(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let id = upload_id(&id)?;
+    if !is_offset_stream(req.headers()) {
+        return Err(ApiError::UnsupportedMediaType(format!("a PATCH carries Content-Type: {OFFSET_STREAM}")));
+    }
+    let offset = header_u64(req.headers(), "upload-offset")?.ok_or_else(|| ApiError::BadRequest {
+        code: "bad-request",
+        detail: "Upload-Offset is required".into(),
+    })?;
+    let trace = intake::trace_of(req.headers());
+    let upload = spawn_receive(&state, &client, id, offset, req, trace).await?;
+    Ok(answer(StatusCode::NO_CONTENT, &upload))
+}
+
+/// `DELETE /video/uploads/{id}`: nothing of the upload stays in the store
+/// (a finished upload's job is not touched).
+async fn terminate(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = upload_id(&id)?;
+    let _held = state.upload_locks.hold(&client, id, LOCK_WAIT).await;
+    let upload = state.uploads.load(&client, id).await?.ok_or_else(no_upload)?.value;
+    state.uploads.remove(&client, &upload).await?;
+    tracing::info!(upload = %id, client = %client, "upload terminated");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Runs [`receive`] in its own task: when the client goes away mid-body,
+/// the bytes that arrived are still stored and acknowledged.
+async fn spawn_receive(
+    state: &AppState,
+    client: &ClientId,
+    id: JobId,
+    offset: u64,
+    req: Request,
+    trace: TraceParent,
+) -> Result<Upload, ApiError> {
+    let span = tracing::info_span!("upload", client = %client, upload = %id, trace_id = %trace.trace_id);
+    let work = receive(state.clone(), client.clone(), id, offset, req, trace).instrument(span);
+    tokio::spawn(work).await.map_err(|e| ApiError::Internal(e.into()))?
+}
+
+async fn receive(
+    state: AppState,
+    client: ClientId,
+    id: JobId,
+    offset: u64,
+    req: Request,
+    trace: TraceParent,
+) -> Result<Upload, ApiError> {
+    let declared = declared_length(req.headers());
+    let mut body = req.into_body();
+    let http = &state.settings.http;
+    let idle = Duration::from_secs(http.body_idle_timeout_seconds);
+    let Some(_held) = state.upload_locks.hold(&client, id, LOCK_WAIT).await else {
+        drain(body, idle).await;
+        return Err(ApiError::Conflict("another request is storing bytes of this upload; try again".into()));
+    };
+    let Some(current) = state.uploads.load(&client, id).await? else {
+        return Err(no_upload());
+    };
+    if current.value.completed {
+        // A retried last request: the upload already is its job.
+        drain(body, idle).await;
+        return Ok(current.value);
+    }
+    if offset != current.value.offset {
+        drain(body, idle).await;
+        return Err(ApiError::Conflict(format!(
+            "Upload-Offset is {offset} but the upload has {} bytes; continue from there",
+            current.value.offset
+        )));
+    }
+    let _slot = state.quota.start_upload(&client, http.max_concurrent_uploads_per_client, usize::MAX)?;
+    let tail = current.value.offset % PART_SIZE;
+    let _memory = state.budget.reserve_or_drain(reservation(declared.map(|n| n + tail)), &mut body, idle).await?;
+    let before = current.value.clone();
+    let stream = idle_limited(body.into_data_stream(), idle);
+    let appended = match state.uploads.append(&client, current, stream).await {
+        Ok(a) => a,
+        Err(AppendError::NotVideo) => {
+            if let Err(e) = state.uploads.remove(&client, &before).await {
+                tracing::error!(error = %e, "could not remove an upload that is not a video");
+            }
+            return Err(super::convert::not_video());
+        }
+        Err(AppendError::Conflict) => {
+            return Err(ApiError::Conflict("the upload's offset moved meanwhile; HEAD it and continue".into()))
+        }
+        Err(AppendError::TooLong) => return Err(ApiError::PayloadTooLarge(before.length)),
+        Err(AppendError::Store(e)) => return Err(e.into()),
+        Err(AppendError::Body(e)) => return Err(interrupted(before.offset, e)),
+    };
+    let mut upload = appended.upload;
+    metrics::counter!("transcoder_upload_bytes_received_total").increment(upload.offset - before.offset);
+    if upload.is_whole() {
+        complete(&state, &client, &upload, &trace).await?;
+        upload.completed = true;
+    }
+    match appended.interrupted {
+        Some(e) if !upload.completed => Err(interrupted(upload.offset, e)),
+        _ => Ok(upload),
+    }
+}
+
+/// A whole upload becomes its job (once: a job that exists already is the
+/// one an earlier request made).
+async fn complete(state: &AppState, client: &ClientId, upload: &Upload, trace: &TraceParent) -> Result<(), ApiError> {
+    if state.jobs.read(client, upload.id).await?.is_none() {
+        let container = upload.container.ok_or_else(super::convert::not_video)?;
+        let intake = Intake {
+            id: upload.id,
+            options: &upload.options,
+            container,
+            size: upload.length,
+            filename: upload.filename.clone(),
+        };
+        let input_done = state.uploads.finish_input(client, upload);
+        intake::enqueue(state, client, intake, input_done, trace).await?;
+    }
+    state.uploads.mark_completed(client, upload.id).await?;
+    Ok(())
+}
+
+/// The answer to a request on an upload: its offset, expiry and, once it
+/// is a job, the job's monitor.
+fn answer(status: StatusCode, upload: &Upload) -> Response {
+    let mut response = status.into_response();
+    let h = response.headers_mut();
+    h.insert("upload-offset", HeaderValue::from(upload.offset));
+    if upload.completed {
+        let link = format!("</video/status/{}>; rel=\"monitor\"", upload.id);
+        h.insert(header::LINK, HeaderValue::from_str(&link).expect("ids are header-safe"));
+    } else {
+        h.insert("upload-expires", HeaderValue::from_str(&http_date(upload.expires_at)).expect("dates are ASCII"));
+    }
+    response
+}
+
+fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// `Upload-Metadata`: comma-separated `key base64(value)` pairs. The job
+/// options (`format`, `height`, `priority`) are checked as the query of
+/// `POST /video/convert` is; `filename` is kept for display; other keys
+/// (`filetype`, and what clients add) are ignored.
+fn metadata(headers: &HeaderMap) -> Result<(JobOptions, Option<String>), ApiError> {
+    let mut options = JobOptions::default();
+    let mut filename = None;
+    let Some(value) = headers.get("upload-metadata") else {
+        return Ok((options, filename));
+    };
+    let bad = |detail: String| ApiError::BadRequest { code: "bad-request", detail };
+    let text = value.to_str().map_err(|_| bad("Upload-Metadata is not ASCII".into()))?;
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut it = pair.splitn(2, ' ');
+        let key = it.next().unwrap_or("");
+        let encoded = it.next().unwrap_or("").trim();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| bad(format!("Upload-Metadata: the value of {key:?} is not base64")))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| bad(format!("Upload-Metadata: the value of {key:?} is not UTF-8")))?;
+        match key {
+            "filename" | "name" => filename = Some(clean_filename(&decoded)),
+            "format" | "height" | "priority" | "renditions" => options.set(key, &decoded)?,
+            _ => {}
+        }
+    }
+    Ok((options, filename))
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(name) else {
+        return Ok(None);
+    };
+    value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).map(Some).ok_or_else(|| ApiError::BadRequest {
+        code: "bad-request",
+        detail: format!("{name} is not a non-negative integer"),
+    })
+}
+
+fn is_offset_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(OFFSET_STREAM))
+}
+
+fn upload_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse().map_err(|_| no_upload())
+}
+
+fn no_upload() -> ApiError {
+    ApiError::NotFound { code: "not-found", detail: "no such upload (or it expired)".into(), monitor: None }
+}
+
+fn interrupted(offset: u64, e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest {
+        code: "bad-request",
+        detail: format!("the upload was interrupted ({e}); {offset} bytes are stored: continue from there"),
+    }
+}
+
+/// Reads a body to its end and drops it, so the client gets the answer.
+async fn drain(body: Body, idle: Duration) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, stream.next()).await {}
+}
+
+/// CORS for browser uploads (and playback files): `http.cors_allowed_origins`.
+fn cors(http: &HttpSettings) -> anyhow::Result<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = if http.cors_allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let list = http
+            .cors_allowed_origins
+            .iter()
+            .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("http.cors_allowed_origins: {o:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(list)
+    };
+    let names = |list: &[&'static str]| list.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>();
+    Ok(CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers(names(&ALLOWED))
+        .expose_headers(names(&EXPOSED))
+        .max_age(Duration::from_secs(86400)))
+}
