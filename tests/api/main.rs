@@ -22,5 +22,6 @@ mod reliability;
 mod resources;
 mod scheduling;
 mod split;
+mod uploads;
 mod validation;
 mod webhooks;

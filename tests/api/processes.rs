@@ -12,7 +12,7 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn moto_server() -> String {
+pub fn moto_server() -> String {
     let candidates = [
         std::env::var("TRANSCODER_TEST_PYTHON")
             .ok()
