@@ -1,4 +1,6 @@
-//! `GET /metrics` and the request counter behind it; `GET /` (the page).
+//! `GET /metrics` and the request counter behind it; `GET /` (the page) and
+//! the script it loads, `GET /static/tus.min.js` (tus-js-client, vendored:
+//! no CDN).
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -10,7 +12,11 @@ use axum::Router;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics)).route("/", get(page)).route("/openapi.json", get(openapi))
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/", get(page))
+        .route("/static/tus.min.js", get(tus_js))
+        .route("/openapi.json", get(openapi))
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -19,6 +25,20 @@ async fn openapi() -> impl IntoResponse {
 
 async fn page() -> Html<&'static str> {
     Html(include_str!("static/index.html"))
+}
+
+/// tus-js-client's browser bundle (MIT). The page asks for it with its
+/// version in the query (`?v=4.3.1`), so a new copy gets a new URL and the
+/// old one may be cached for a year.
+async fn tus_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "application/javascript"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("static/tus.min.js"),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -10,7 +10,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 mod upload;
 
 use upload::Multipart;
-pub use upload::{InProgress, Journal, MultipartRef, PendingPut};
+pub use upload::{InProgress, Journal, MultipartRef, PartBuffer, PendingPut};
 
 use crate::config::StorageSettings;
 use crate::domain::{ClientId, JobId, OutputFormat};
@@ -206,8 +206,10 @@ impl Storage {
         if total > limit {
             return Err(PutStreamError::TooLarge(limit));
         }
-        let mut buf = BytesMut::with_capacity(PART_SIZE);
-        buf.extend_from_slice(&first);
+        if first.len() > PART_SIZE {
+            return Err(PutStreamError::Store(StoreError::Corrupt("the first chunk is larger than a part".into())));
+        }
+        let mut buf = PartBuffer::new(&first);
         let mut upload: Option<Multipart> = None;
 
         let result = async {
@@ -217,9 +219,7 @@ impl Storage {
                 if total > limit {
                     return Err(PutStreamError::TooLarge(limit));
                 }
-                buf.extend_from_slice(&chunk);
-                while buf.len() >= PART_SIZE {
-                    let part = buf.split_to(PART_SIZE).freeze();
+                for part in buf.push(&chunk) {
                     if upload.is_none() {
                         upload = Some(Multipart::create(self, key, content_type, journal.as_ref()).await?);
                     }
@@ -233,7 +233,7 @@ impl Storage {
             Ok(()) => Ok(PendingPut {
                 key: key.to_string(),
                 content_type: content_type.to_string(),
-                rest: buf.freeze(),
+                rest: buf.into_rest(),
                 upload,
                 size: total,
             }),

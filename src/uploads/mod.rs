@@ -18,14 +18,14 @@
 
 mod sweep;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Duration as Span, Utc};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ClientId, Container, JobId, JobOptions};
 use crate::sniff::{sniff, SNIFF_LEN};
-use crate::storage::{input_key, Expect, MultipartRef, Storage, StoreError, Versioned};
+use crate::storage::{input_key, Expect, MultipartRef, PartBuffer, Storage, StoreError, Versioned};
 
 pub use sweep::{run_sweeper, sweep_once};
 
@@ -204,8 +204,7 @@ impl Uploads {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
     {
         let Versioned { value: upload, etag } = current;
-        let mut buf = BytesMut::with_capacity(PART_SIZE as usize);
-        buf.extend_from_slice(&self.read_tail(client, &upload).await?);
+        let mut buf = PartBuffer::new(&self.read_tail(client, &upload).await?);
         let mut next = upload.clone();
         let mut in_flight: Option<tokio::task::JoinHandle<Result<(i32, String), StoreError>>> = None;
         let mut interrupted = None;
@@ -224,14 +223,16 @@ impl Uploads {
                     return Err(AppendError::TooLong);
                 }
                 next.offset += chunk.len() as u64;
-                buf.extend_from_slice(&chunk);
-                if next.container.is_none() && next.parts.is_empty() && buf.len() >= sniff_len {
-                    next.container = Some(sniff(&buf).ok_or(AppendError::NotVideo)?);
+                // Sniffed as soon as the first bytes are here (until then the
+                // buffer holds fewer than `sniff_len`).
+                let unsniffed = next.container.is_none() && next.parts.is_empty();
+                if unsniffed && buf.pending().len() + chunk.len() >= sniff_len {
+                    let mut head = buf.pending().to_vec();
+                    let need = sniff_len.saturating_sub(head.len());
+                    head.extend_from_slice(&chunk[..need.min(chunk.len())]);
+                    next.container = Some(sniff(&head).ok_or(AppendError::NotVideo)?);
                 }
-                while buf.len() as u64 >= PART_SIZE {
-                    let rest = buf.split_off(PART_SIZE as usize);
-                    let part = std::mem::replace(&mut buf, BytesMut::with_capacity(PART_SIZE as usize)).freeze();
-                    buf.extend_from_slice(&rest);
+                for part in buf.push(&chunk) {
                     if let Some(task) = in_flight.take() {
                         next.parts.push(joined(task).await?);
                     }
@@ -265,12 +266,12 @@ impl Uploads {
         }
         if next.container.is_none() && next.is_whole() {
             // Shorter than the sniffed prefix: judged on all of it.
-            next.container = Some(sniff(&buf).ok_or(AppendError::NotVideo)?);
+            next.container = Some(sniff(buf.pending()).ok_or(AppendError::NotVideo)?);
         }
         next.expires_at = Utc::now() + self.expiry;
-        let new_tail = (!buf.is_empty()).then(|| tail_key(client, upload.id, next.offset));
+        let new_tail = (!buf.pending().is_empty()).then(|| tail_key(client, upload.id, next.offset));
         if let Some(key) = &new_tail {
-            self.storage.put_bytes(key, buf.freeze(), "application/octet-stream").await?;
+            self.storage.put_bytes(key, buf.into_rest(), "application/octet-stream").await?;
         }
         match self.storage.put_json_if(&record_key(client, upload.id), &next, Expect::Version(&etag)).await {
             Ok(()) => {}
