@@ -1,8 +1,10 @@
-//! The command-line client: `transcoder submit` and `transcoder watch`.
+//! The command-line client: `transcoder submit` (a resumable tus upload) and
+//! `transcoder watch`.
 //! Progress comes from events pushed to the client's own exchange; the
 //! client never polls the status.
 
 mod submit;
+mod upload;
 mod watch;
 
 use futures::StreamExt;

@@ -1,15 +1,18 @@
-//! `transcoder submit FILE`: upload with a progress bar; with `--wait`,
-//! follow the job through its pushed events and download the result.
+//! `transcoder submit FILE`: a resumable upload (tus, see [`super::upload`])
+//! with a progress bar; with `--wait`, follow the job through its pushed
+//! events and download the result.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::AsyncWriteExt;
 
+use super::upload::{self, Source, Tuning};
 use super::{problem_text, Events, Target};
 
 #[derive(Debug, Clone)]
@@ -23,14 +26,17 @@ pub struct SubmitArgs {
 }
 
 /// Progress shown as bars on a terminal, as plain lines otherwise.
-struct Progress {
+pub(super) struct Progress {
     bar: Option<ProgressBar>,
+    /// When the last plain line about the upload was printed.
+    last_line: Mutex<Option<Instant>>,
 }
 
 impl Progress {
     fn new(len: u64, unit: &str) -> Progress {
+        let last_line = Mutex::new(None);
         if !std::io::stderr().is_terminal() {
-            return Progress { bar: None };
+            return Progress { bar: None, last_line };
         }
         let template = match unit {
             "bytes" => "{msg:10} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})",
@@ -38,7 +44,7 @@ impl Progress {
         };
         let bar = ProgressBar::new(len);
         bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
-        Progress { bar: Some(bar) }
+        Progress { bar: Some(bar), last_line }
     }
 
     fn message(&self, msg: &str) {
@@ -48,9 +54,35 @@ impl Progress {
         }
     }
 
-    fn set(&self, pos: u64) {
+    /// A line above the bar (or on its own without one).
+    pub(super) fn note(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    /// The bar, for the upload body to move as it is sent.
+    pub(super) fn bar(&self) -> Option<ProgressBar> {
+        self.bar.clone()
+    }
+
+    pub(super) fn set(&self, pos: u64) {
         if let Some(b) = &self.bar {
             b.set_position(pos);
+        }
+    }
+
+    /// Bytes the service acknowledged: the bar, or a line at most every
+    /// second (and the last one) without a terminal.
+    pub(super) fn acknowledged(&self, done: u64, total: u64) {
+        if self.bar.is_some() {
+            return self.set(done);
+        }
+        let mut last = self.last_line.lock().expect("not poisoned");
+        if done == total || last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            eprintln!("upload {done}/{total} bytes");
+            *last = Some(Instant::now());
         }
     }
 
@@ -64,55 +96,59 @@ impl Progress {
 pub async fn submit(target: &Target, args: &SubmitArgs) -> anyhow::Result<()> {
     let size =
         tokio::fs::metadata(&args.file).await.with_context(|| format!("cannot read {}", args.file.display()))?.len();
+    let tuning = Tuning::from_env()?;
     // Subscribe before submitting, so no event can be missed.
     let mut events = if args.wait { Some(Events::subscribe(target, "job.*.*").await?) } else { None };
+    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
 
-    let mut query = Vec::new();
-    if let Some(f) = &args.format {
-        query.push(("format", f.clone()));
-    }
-    if let Some(h) = args.height {
-        query.push(("height", h.to_string()));
-    }
-    if let Some(p) = args.priority {
-        query.push(("priority", p.to_string()));
-    }
-    let upload = Progress::new(size, "bytes");
-    upload.message("upload");
-    let file = tokio::fs::File::open(&args.file).await?;
-    let bar = upload.bar.clone();
-    let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect(move |chunk| {
-        if let (Ok(c), Some(b)) = (chunk, &bar) {
-            b.inc(c.len() as u64);
-        }
-    });
-    let name = args.file.file_name().and_then(|n| n.to_str()).unwrap_or("upload").replace('"', "");
-    let http = reqwest::Client::new();
-    let mut request = http
-        .post(format!("{}/video/convert", target.server.trim_end_matches('/')))
-        .query(&query)
-        .header("Content-Type", "application/octet-stream")
-        .header("Content-Length", size)
-        .header("Content-Disposition", format!("attachment; filename=\"{name}\""))
-        .body(reqwest::Body::wrap_stream(body));
-    if let Some(key) = &target.api_key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.with_context(|| format!("cannot reach the service at {}", target.server))?;
-    upload.finish();
-    if response.status() != reqwest::StatusCode::ACCEPTED {
-        bail!("submission refused: {}", problem_text(response).await);
-    }
-    let doc: serde_json::Value = response.json().await?;
-    let id = doc["id"].as_str().context("the service returned no job id")?.to_string();
+    let progress = Progress::new(size, "bytes");
+    progress.message("upload");
+    let source = Source { path: &args.file, size, metadata: metadata(args) };
+    let id = upload::upload(&http, target, &tuning, &source, &progress).await?;
+    progress.finish();
     println!("{id}");
     let Some(events) = events.as_mut() else { return Ok(()) };
 
+    let (kind, data) = follow(events, &id).await?;
+    match kind.as_str() {
+        "completed" => {}
+        "failed" => {
+            let message = data["error"]["message"].as_str().unwrap_or("unknown reason");
+            bail!("job {id} failed: {message}");
+        }
+        _ => bail!("job {id} was cancelled"),
+    }
+    let ext = data["output"]["format"].as_str().unwrap_or("mp4");
+    let out = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{id}.{ext}")));
+    download(target, &http, &id, &out).await?;
+    eprintln!("saved {}", out.display());
+    Ok(())
+}
+
+/// `Upload-Metadata`: the file's name and the job options.
+fn metadata(args: &SubmitArgs) -> String {
+    let name = args.file.file_name().and_then(|n| n.to_str()).unwrap_or("upload").to_string();
+    let mut pairs = vec![("filename", name)];
+    if let Some(f) = &args.format {
+        pairs.push(("format", f.clone()));
+    }
+    if let Some(h) = args.height {
+        pairs.push(("height", h.to_string()));
+    }
+    if let Some(p) = args.priority {
+        pairs.push(("priority", p.to_string()));
+    }
+    upload::metadata(&pairs)
+}
+
+/// Shows the job's progress from its events until it ends; returns the
+/// end (`completed`, `failed` or `cancelled`) and the event's data.
+async fn follow(events: &mut Events, id: &str) -> anyhow::Result<(String, serde_json::Value)> {
     let encode = Progress::new(100, "percent");
     encode.message("queued");
-    let terminal = loop {
+    loop {
         let event = events.next().await?;
-        if event.body["subject"].as_str() != Some(id.as_str()) {
+        if event.body["subject"].as_str() != Some(id) {
             continue;
         }
         let data = &event.body["data"];
@@ -126,27 +162,16 @@ pub async fn submit(target: &Target, args: &SubmitArgs) -> anyhow::Result<()> {
                     eprintln!("encoding {p}%");
                 }
             }
-            "completed" | "failed" | "cancelled" => break (kind, data.clone()),
+            "completed" => {
+                encode.set(100);
+                encode.message("done");
+                encode.finish();
+                return Ok((kind, data.clone()));
+            }
+            "failed" | "cancelled" => return Ok((kind, data.clone())),
             _ => {}
         }
-    };
-    match terminal.0.as_str() {
-        "completed" => {
-            encode.set(100);
-            encode.message("done");
-            encode.finish();
-        }
-        "failed" => {
-            let message = terminal.1["error"]["message"].as_str().unwrap_or("unknown reason");
-            bail!("job {id} failed: {message}");
-        }
-        _ => bail!("job {id} was cancelled"),
     }
-    let ext = terminal.1["output"]["format"].as_str().unwrap_or("mp4");
-    let out = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{id}.{ext}")));
-    download(target, &http, &id, &out).await?;
-    eprintln!("saved {}", out.display());
-    Ok(())
 }
 
 async fn download(target: &Target, http: &reqwest::Client, id: &str, out: &Path) -> anyhow::Result<()> {

@@ -36,7 +36,9 @@ async fn submit_wait_downloads_the_result_driven_by_events_without_polling_the_s
     let metrics = http_client().get(format!("{address}/metrics")).send().await.unwrap().text().await.unwrap();
     let status_requests = metric(&metrics, "transcoder_http_requests_total", "route=\"/video/status/{id}\"");
     assert_eq!(status_requests, 0.0, "the client polled the status");
-    assert_eq!(metric(&metrics, "transcoder_http_requests_total", "route=\"/video/convert\""), 1.0);
+    // submit uploads resumably: one creation POST, PATCHes after it.
+    assert_eq!(metric(&metrics, "transcoder_http_requests_total", "route=\"/video/uploads\""), 1.0);
+    assert_eq!(metric(&metrics, "transcoder_http_requests_total", "route=\"/video/convert\""), 0.0);
     assert_eq!(metric(&metrics, "transcoder_http_requests_total", "route=\"/video/download/{id}\""), 1.0);
     assert_eq!(metric(&metrics, "transcoder_jobs_submitted_total", "format=\"mp4\""), 1.0);
     assert_eq!(metric(&metrics, "transcoder_jobs_completed_total", "format=\"mp4\""), 1.0);
