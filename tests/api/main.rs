@@ -22,6 +22,8 @@ mod reliability;
 mod resources;
 mod scheduling;
 mod split;
+mod tus;
+mod submit_tus;
 mod uploads;
 mod validation;
 mod webhooks;
