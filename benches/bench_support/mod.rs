@@ -4,6 +4,7 @@
 mod color;
 mod measure;
 mod report;
+mod resumable;
 mod scenarios;
 mod split;
 mod webhooks;
@@ -11,6 +12,7 @@ mod webhooks;
 pub use color::color_cost;
 pub use measure::*;
 pub use report::Report;
+pub use resumable::resumable_uploads;
 pub use scenarios::*;
 pub use split::split_scaling;
 pub use webhooks::webhook_latency;

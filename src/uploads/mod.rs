@@ -16,15 +16,13 @@
 //! the record that names them is written (a conditional write: of two
 //! requests for one offset, one wins).
 
+mod append;
 mod sweep;
 
-use bytes::Bytes;
 use chrono::{DateTime, Duration as Span, Utc};
-use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ClientId, Container, JobId, JobOptions};
-use crate::sniff::{sniff, SNIFF_LEN};
 use crate::storage::{input_key, Expect, MultipartRef, PartBuffer, Storage, StoreError, Versioned};
 
 pub use sweep::{run_sweeper, sweep_once};
@@ -176,126 +174,28 @@ impl Uploads {
         Ok(found.filter(|u| u.value.completed || u.value.expires_at > Utc::now()))
     }
 
-    async fn read_tail(&self, client: &ClientId, upload: &Upload) -> Result<Bytes, StoreError> {
+    /// The upload's tail, read straight into the buffer of the part it
+    /// starts (one copy of it in memory, never two).
+    async fn read_tail(&self, client: &ClientId, upload: &Upload) -> Result<PartBuffer, StoreError> {
         let expected = upload.offset - upload.parts_end();
+        let mut buf = PartBuffer::new(&[]);
         if expected == 0 {
-            return Ok(Bytes::new());
+            return Ok(buf);
         }
         let key = tail_key(client, upload.id, upload.offset);
-        let object = self.storage.get(&key, None).await?.ok_or_else(|| StoreError::Corrupt(format!("{key} missing")))?;
-        let bytes = object.body.collect().await.map_err(|e| StoreError::Unavailable(e.to_string()))?.into_bytes();
-        if bytes.len() as u64 != expected {
-            return Err(StoreError::Corrupt(format!("{key} holds {} bytes, not {expected}", bytes.len())));
-        }
-        Ok(bytes)
-    }
-
-    /// Appends `body` at the upload's offset: full parts go to the
-    /// multipart upload as they fill, the rest becomes the new tail, then
-    /// the record is written if nobody else wrote it meanwhile. If the body
-    /// fails midway, what arrived is still stored.
-    pub async fn append<S, E>(
-        &self,
-        client: &ClientId,
-        current: Versioned<Upload>,
-        mut body: S,
-    ) -> Result<Appended<E>, AppendError<E>>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-    {
-        let Versioned { value: upload, etag } = current;
-        let mut buf = PartBuffer::new(&self.read_tail(client, &upload).await?);
-        let mut next = upload.clone();
-        let mut in_flight: Option<tokio::task::JoinHandle<Result<(i32, String), StoreError>>> = None;
-        let mut interrupted = None;
-        let sniff_len = (SNIFF_LEN as u64).min(upload.length) as usize;
-
-        let filled: Result<(), AppendError<E>> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = match chunk {
-                    Ok(c) => c,
-                    Err(e) => {
-                        interrupted = Some(e);
-                        break;
-                    }
-                };
-                if next.offset + chunk.len() as u64 > next.length {
-                    return Err(AppendError::TooLong);
-                }
-                next.offset += chunk.len() as u64;
-                // Sniffed as soon as the first bytes are here (until then the
-                // buffer holds fewer than `sniff_len`).
-                let unsniffed = next.container.is_none() && next.parts.is_empty();
-                if unsniffed && buf.pending().len() + chunk.len() >= sniff_len {
-                    let mut head = buf.pending().to_vec();
-                    let need = sniff_len.saturating_sub(head.len());
-                    head.extend_from_slice(&chunk[..need.min(chunk.len())]);
-                    next.container = Some(sniff(&head).ok_or(AppendError::NotVideo)?);
-                }
-                for part in buf.push(&chunk) {
-                    if let Some(task) = in_flight.take() {
-                        next.parts.push(joined(task).await?);
-                    }
-                    let multipart = next.multipart.clone().ok_or_else(|| {
-                        StoreError::Corrupt("an upload of more than one part has no multipart upload".into())
-                    })?;
-                    let number = next.parts.len() as i32 + 1;
-                    let storage = self.storage.clone();
-                    in_flight = Some(tokio::spawn(async move {
-                        storage.upload_part(&multipart, number, part).await.map(|etag| (number, etag))
-                    }));
-                }
-            }
-            if let Some(task) = in_flight.take() {
-                next.parts.push(joined(task).await?);
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = filled {
-            if let Some(task) = in_flight.take() {
-                let _ = task.await;
-            }
-            return Err(e);
-        }
-        if next.offset == upload.offset {
-            return match interrupted {
-                Some(e) => Err(AppendError::Body(e)),
-                None => Ok(Appended { upload, interrupted: None }),
-            };
-        }
-        if next.container.is_none() && next.is_whole() {
-            // Shorter than the sniffed prefix: judged on all of it.
-            next.container = Some(sniff(buf.pending()).ok_or(AppendError::NotVideo)?);
-        }
-        next.expires_at = Utc::now() + self.expiry;
-        let new_tail = (!buf.pending().is_empty()).then(|| tail_key(client, upload.id, next.offset));
-        if let Some(key) = &new_tail {
-            self.storage.put_bytes(key, buf.into_rest(), "application/octet-stream").await?;
-        }
-        match self.storage.put_json_if(&record_key(client, upload.id), &next, Expect::Version(&etag)).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => {
-                // Another request stored bytes meanwhile. If it reached the
-                // same offset it stored the same bytes: that is success.
-                let now = self.load(client, upload.id).await?;
-                if now.as_ref().is_some_and(|n| n.value.offset == next.offset) {
-                    return Ok(Appended { upload: now.expect("checked").value, interrupted });
-                }
-                if let Some(key) = &new_tail {
-                    let _ = self.storage.delete(key).await;
-                }
-                return Err(AppendError::Conflict);
-            }
-            Err(e) => return Err(e.into()),
-        }
-        if upload.offset > upload.parts_end() {
-            let old = tail_key(client, upload.id, upload.offset);
-            if new_tail.as_deref() != Some(old.as_str()) {
-                let _ = self.storage.delete(&old).await;
+        let mut object =
+            self.storage.get(&key, None).await?.ok_or_else(|| StoreError::Corrupt(format!("{key} missing")))?;
+        let mut read = 0u64;
+        while let Some(chunk) = object.body.try_next().await.map_err(|e| StoreError::Unavailable(e.to_string()))? {
+            read += chunk.len() as u64;
+            if read > expected || !buf.push(&chunk).is_empty() {
+                return Err(StoreError::Corrupt(format!("{key} holds more than {expected} bytes")));
             }
         }
-        Ok(Appended { upload: next, interrupted })
+        if read != expected {
+            return Err(StoreError::Corrupt(format!("{key} holds {read} bytes, not {expected}")));
+        }
+        Ok(buf)
     }
 
     /// Makes the job's input `inputs/<client>/<id>` from a whole upload:
@@ -306,7 +206,7 @@ impl Uploads {
         let key = input_key(client, upload.id);
         let content_type = upload.container.map_or("application/octet-stream", |c| c.content_type());
         let tail = match self.read_tail(client, upload).await {
-            Ok(tail) => tail,
+            Ok(tail) => tail.into_rest(),
             // Already finished by an earlier attempt (which removed the tail).
             Err(_) if self.storage.exists(&key).await? => return Ok(()),
             Err(e) => return Err(e),
@@ -368,10 +268,4 @@ impl Uploads {
         self.storage.delete_prefix(&tail_prefix(client, upload.id)).await?;
         self.storage.delete(&record_key(client, upload.id)).await
     }
-}
-
-async fn joined<E>(
-    task: tokio::task::JoinHandle<Result<(i32, String), StoreError>>,
-) -> Result<(i32, String), AppendError<E>> {
-    task.await.map_err(|e| StoreError::Unavailable(format!("part upload task: {e}")))?.map_err(AppendError::Store)
 }

@@ -4,67 +4,36 @@
 //! upload; the last byte makes the job through the same path as `POST
 //! /video/convert` ([`super::intake`]).
 
+mod protocol;
+
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use base64::Engine;
-use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
+use protocol::*;
+
 use super::body::idle_limited;
-use super::convert::{clean_filename, declared_length, reservation};
+use super::convert::{declared_length, reservation};
 use super::intake::{self, Intake};
 use super::{ApiError, AppState, Client};
-use crate::config::HttpSettings;
-use crate::domain::{ClientId, JobId, JobOptions};
+use crate::domain::{ClientId, JobId};
 use crate::trace::TraceParent;
 use crate::uploads::{AppendError, Upload, PART_SIZE};
-
-pub const TUS_VERSION: &str = "1.0.0";
-const EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration";
-const OFFSET_STREAM: &str = "application/offset+octet-stream";
 
 /// How long a request waits for another request on the same upload (in
 /// this process) to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// Headers a browser may read from the answers (CORS).
-pub const EXPOSED: [&str; 10] = [
-    "location",
-    "link",
-    "upload-offset",
-    "upload-length",
-    "upload-expires",
-    "upload-metadata",
-    "tus-resumable",
-    "tus-version",
-    "tus-extension",
-    "tus-max-size",
-];
-
-/// Headers a browser may send (CORS).
-pub const ALLOWED: [&str; 9] = [
-    "authorization",
-    "content-type",
-    "tus-resumable",
-    "upload-length",
-    "upload-metadata",
-    "upload-offset",
-    "upload-defer-length",
-    "x-http-method-override",
-    "x-requested-with",
-];
-
 pub fn router(state: &AppState) -> anyhow::Result<Router<AppState>> {
     Ok(Router::new()
         .route("/video/uploads", post(create).options(discover))
-        .route("/video/uploads/{id}", axum::routing::head(info).patch(patch).delete(terminate))
+        .route("/video/uploads/{id}", axum::routing::head(info).patch(patch).delete(terminate).options(discover))
         .layer(axum::middleware::from_fn(tus_resumable))
         // Bodies are streamed into the store and counted there.
         .layer(DefaultBodyLimit::disable())
@@ -81,26 +50,6 @@ async fn discovery_first(State(state): State<AppState>, req: Request, next: Next
         return response;
     }
     next.run(req).await
-}
-
-/// Every answer says `Tus-Resumable`; requests other than `OPTIONS` must
-/// speak version 1.0.0 (412 otherwise).
-async fn tus_resumable(req: Request, next: Next) -> Response {
-    let speaks = req.headers().get("tus-resumable").is_some_and(|v| v == TUS_VERSION);
-    let mut response = if req.method() == Method::OPTIONS || speaks {
-        next.run(req).await
-    } else {
-        let mut r = ApiError::BadRequest {
-            code: "unsupported-tus-version",
-            detail: format!("send Tus-Resumable: {TUS_VERSION}"),
-        }
-        .into_response();
-        *r.status_mut() = StatusCode::PRECONDITION_FAILED;
-        r.headers_mut().insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-        r
-    };
-    response.headers_mut().insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
-    response
 }
 
 async fn discover(State(state): State<AppState>) -> Response {
@@ -293,112 +242,3 @@ async fn complete(state: &AppState, client: &ClientId, upload: &Upload, trace: &
     Ok(())
 }
 
-/// The answer to a request on an upload: its offset, expiry and, once it
-/// is a job, the job's monitor.
-fn answer(status: StatusCode, upload: &Upload) -> Response {
-    let mut response = status.into_response();
-    let h = response.headers_mut();
-    h.insert("upload-offset", HeaderValue::from(upload.offset));
-    if upload.completed {
-        let link = format!("</video/status/{}>; rel=\"monitor\"", upload.id);
-        h.insert(header::LINK, HeaderValue::from_str(&link).expect("ids are header-safe"));
-    } else {
-        h.insert("upload-expires", HeaderValue::from_str(&http_date(upload.expires_at)).expect("dates are ASCII"));
-    }
-    response
-}
-
-fn http_date(t: DateTime<Utc>) -> String {
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
-}
-
-/// `Upload-Metadata`: comma-separated `key base64(value)` pairs. The job
-/// options (`format`, `height`, `priority`) are checked as the query of
-/// `POST /video/convert` is; `filename` is kept for display; other keys
-/// (`filetype`, and what clients add) are ignored.
-fn metadata(headers: &HeaderMap) -> Result<(JobOptions, Option<String>), ApiError> {
-    let mut options = JobOptions::default();
-    let mut filename = None;
-    let Some(value) = headers.get("upload-metadata") else {
-        return Ok((options, filename));
-    };
-    let bad = |detail: String| ApiError::BadRequest { code: "bad-request", detail };
-    let text = value.to_str().map_err(|_| bad("Upload-Metadata is not ASCII".into()))?;
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let mut it = pair.splitn(2, ' ');
-        let key = it.next().unwrap_or("");
-        let encoded = it.next().unwrap_or("").trim();
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|_| bad(format!("Upload-Metadata: the value of {key:?} is not base64")))?;
-        let decoded =
-            String::from_utf8(decoded).map_err(|_| bad(format!("Upload-Metadata: the value of {key:?} is not UTF-8")))?;
-        match key {
-            "filename" | "name" => filename = Some(clean_filename(&decoded)),
-            "format" | "height" | "priority" | "renditions" => options.set(key, &decoded)?,
-            _ => {}
-        }
-    }
-    Ok((options, filename))
-}
-
-fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(name) else {
-        return Ok(None);
-    };
-    value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).map(Some).ok_or_else(|| ApiError::BadRequest {
-        code: "bad-request",
-        detail: format!("{name} is not a non-negative integer"),
-    })
-}
-
-fn is_offset_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case(OFFSET_STREAM))
-}
-
-fn upload_id(raw: &str) -> Result<JobId, ApiError> {
-    raw.parse().map_err(|_| no_upload())
-}
-
-fn no_upload() -> ApiError {
-    ApiError::NotFound { code: "not-found", detail: "no such upload (or it expired)".into(), monitor: None }
-}
-
-fn interrupted(offset: u64, e: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest {
-        code: "bad-request",
-        detail: format!("the upload was interrupted ({e}); {offset} bytes are stored: continue from there"),
-    }
-}
-
-/// Reads a body to its end and drops it, so the client gets the answer.
-async fn drain(body: Body, idle: Duration) {
-    use futures::StreamExt;
-    let mut stream = body.into_data_stream();
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, stream.next()).await {}
-}
-
-/// CORS for browser uploads (and playback files): `http.cors_allowed_origins`.
-fn cors(http: &HttpSettings) -> anyhow::Result<tower_http::cors::CorsLayer> {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let origins = if http.cors_allowed_origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        let list = http
-            .cors_allowed_origins
-            .iter()
-            .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("http.cors_allowed_origins: {o:?}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        AllowOrigin::list(list)
-    };
-    let names = |list: &[&'static str]| list.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>();
-    Ok(CorsLayer::new()
-        .allow_origin(origins)
-        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
-        .allow_headers(names(&ALLOWED))
-        .expose_headers(names(&EXPOSED))
-        .max_age(Duration::from_secs(86400)))
-}
