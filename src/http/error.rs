@@ -23,6 +23,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("this method is not allowed on this resource")]
     MethodNotAllowed,
+    /// A resumable-upload request without `Tus-Resumable: 1.0.0`.
+    #[error("send Tus-Resumable: 1.0.0 (the only tus version served)")]
+    TusVersion,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,
     #[error("the upload is larger than the limit of {0} bytes")]
@@ -53,6 +56,7 @@ impl ApiError {
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::TusVersion => (StatusCode::PRECONDITION_FAILED, "unsupported-tus-version"),
             ApiError::IdempotencyMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-mismatch"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
@@ -116,6 +120,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            ApiError::TusVersion => {
+                headers.insert("tus-version", HeaderValue::from_static("1.0.0"));
+            }
             ApiError::NotFound { monitor: Some(id), .. } => {
                 let link = format!("</video/status/{id}>; rel=\"monitor\"");
                 headers.insert(header::LINK, HeaderValue::from_str(&link).expect("ids are header-safe"));
@@ -143,6 +150,7 @@ mod tests {
             missing("result-not-ready"),
             ApiError::Conflict(String::new()),
             ApiError::MethodNotAllowed,
+            ApiError::TusVersion,
             ApiError::IdempotencyMismatch,
             ApiError::PayloadTooLarge(1),
             ApiError::UnsupportedMediaType(String::new()),

@@ -74,6 +74,35 @@ impl Storage {
         sent.e_tag().map(String::from).ok_or_else(|| StoreError::Unavailable("store returned no part ETag".into()))
     }
 
+    /// Stores part `number` from `chunks` as they come (`length` bytes in
+    /// all), so the part travels to the store while it is still arriving.
+    /// Fails when the chunks end short of `length`.
+    pub async fn upload_part_streamed(
+        &self,
+        upload: &MultipartRef,
+        number: i32,
+        length: u64,
+        chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    ) -> Result<String, StoreError> {
+        let frames = futures::stream::unfold(chunks, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(http_body::Frame::data(b)), rx))
+        });
+        let body = ByteStream::from_body_1_x(http_body_util::StreamBody::new(frames));
+        let sent = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .part_number(number)
+            .content_length(length as i64)
+            .body(body)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        sent.e_tag().map(String::from).ok_or_else(|| StoreError::Unavailable("store returned no part ETag".into()))
+    }
+
     /// Assembles the object from `parts` (number and ETag, in order).
     pub async fn complete_multipart(&self, upload: &MultipartRef, parts: &[(i32, String)]) -> Result<(), StoreError> {
         let parts = parts

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::{Stream, StreamExt};
 
-use super::{record_key, tail_key, AppendError, Appended, Upload, Uploads};
+use super::{record_key, tail_key, AppendError, Appended, Upload, Uploads, PART_SIZE};
 use crate::domain::ClientId;
 use crate::sniff::{sniff, SNIFF_LEN};
 use crate::storage::{Expect, StoreError, Versioned};
@@ -14,12 +14,16 @@ impl Uploads {
     /// Appends `body` at the upload's offset: full parts go to the
     /// multipart upload as they fill, the rest becomes the new tail, then
     /// the record is written if nobody else wrote it meanwhile. If the body
-    /// fails midway, what arrived is still stored.
+    /// fails midway, what arrived is still stored. When the request
+    /// announces (`declared`) at least a part's worth of bytes from a part's
+    /// start, that part is streamed to the store while it arrives, so the
+    /// request's receive and its store write overlap.
     pub async fn append<S, E>(
         &self,
         client: &ClientId,
         current: Versioned<Upload>,
         mut body: S,
+        declared: Option<u64>,
     ) -> Result<Appended<E>, AppendError<E>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -30,10 +34,14 @@ impl Uploads {
         let mut in_flight: Option<tokio::task::JoinHandle<Result<(i32, String), StoreError>>> = None;
         let mut interrupted = None;
         let sniff_len = (SNIFF_LEN as u64).min(upload.length) as usize;
+        // A part on its way to the store while it arrives; its bytes are
+        // kept in `buf` too, so an interrupted request still stores them.
+        let mut streaming: Option<tokio::sync::mpsc::Sender<Bytes>> = None;
+        let mut announced = declared;
 
         let filled: Result<(), AppendError<E>> = async {
             while let Some(chunk) = body.next().await {
-                let chunk = match chunk {
+                let mut chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {
                         interrupted = Some(e);
@@ -53,22 +61,54 @@ impl Uploads {
                     head.extend_from_slice(&chunk[..need.min(chunk.len())]);
                     next.container = Some(sniff(&head).ok_or(AppendError::NotVideo)?);
                 }
-                for part in buf.push(&chunk) {
-                    if let Some(task) = in_flight.take() {
-                        next.parts.push(joined(task).await?);
+                while !chunk.is_empty() {
+                    let whole_part_coming = announced.is_some_and(|n| n >= PART_SIZE);
+                    if streaming.is_none() && buf.pending().is_empty() && whole_part_coming && next.multipart.is_some() {
+                        if let Some(task) = in_flight.take() {
+                            next.parts.push(joined(task).await?);
+                        }
+                        let (tx, rx) = tokio::sync::mpsc::channel(32);
+                        let (storage, multipart) = (self.storage.clone(), multipart_of(&next)?);
+                        let number = next.parts.len() as i32 + 1;
+                        in_flight = Some(tokio::spawn(async move {
+                            let etag = storage.upload_part_streamed(&multipart, number, PART_SIZE, rx).await?;
+                            Ok((number, etag))
+                        }));
+                        streaming = Some(tx);
                     }
-                    let multipart = next.multipart.clone().ok_or_else(|| {
-                        StoreError::Corrupt("an upload of more than one part has no multipart upload".into())
-                    })?;
-                    let number = next.parts.len() as i32 + 1;
-                    let storage = self.storage.clone();
-                    in_flight = Some(tokio::spawn(async move {
-                        storage.upload_part(&multipart, number, part).await.map(|etag| (number, etag))
-                    }));
+                    let room = PART_SIZE as usize - buf.pending().len();
+                    let piece = chunk.split_to(room.min(chunk.len()));
+                    announced = announced.map(|n| n.saturating_sub(piece.len() as u64));
+                    if let Some(tx) = &streaming {
+                        if tx.send(piece.clone()).await.is_err() {
+                            // The part's upload failed: its task reports why.
+                            streaming = None;
+                        }
+                    }
+                    for part in buf.push(&piece) {
+                        if streaming.take().is_some() {
+                            // Already sent; dropping the sender ends its body.
+                            continue;
+                        }
+                        if let Some(task) = in_flight.take() {
+                            next.parts.push(joined(task).await?);
+                        }
+                        let (storage, multipart) = (self.storage.clone(), multipart_of(&next)?);
+                        let number = next.parts.len() as i32 + 1;
+                        in_flight = Some(tokio::spawn(async move {
+                            storage.upload_part(&multipart, number, part).await.map(|etag| (number, etag))
+                        }));
+                    }
                 }
             }
             if let Some(task) = in_flight.take() {
-                next.parts.push(joined(task).await?);
+                if streaming.take().is_some() {
+                    // Interrupted inside a streamed part: that part is not
+                    // stored; its bytes stay in `buf` and become the tail.
+                    let _ = task.await;
+                } else {
+                    next.parts.push(joined(task).await?);
+                }
             }
             Ok(())
         }
@@ -118,6 +158,11 @@ impl Uploads {
         }
         Ok(Appended { upload: next, interrupted })
     }
+}
+
+fn multipart_of<E>(upload: &Upload) -> Result<crate::storage::MultipartRef, AppendError<E>> {
+    let missing = || StoreError::Corrupt("an upload of more than one part has no multipart upload".into());
+    Ok(upload.multipart.clone().ok_or_else(missing)?)
 }
 
 async fn joined<E>(

@@ -407,3 +407,47 @@ async fn uploads_of_a_killed_api_are_swept_from_the_embedded_store() {
 async fn uploads_of_a_killed_api_are_swept_from_a_standalone_s3_server() {
     killed_uploads_are_swept(true).await;
 }
+
+#[tokio::test]
+async fn browsers_from_allowed_origins_may_upload_and_read_the_tus_headers() {
+    let app = spawn_app_with(|s| s.http.cors_allowed_origins = vec!["https://app.example".into()]).await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/video/uploads"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "tus-resumable,upload-length,upload-metadata,authorization")
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert_eq!(header(allowed.headers(), "access-control-allow-origin"), "https://app.example");
+    let allow_headers = header(allowed.headers(), "access-control-allow-headers");
+    for name in ["tus-resumable", "upload-length", "upload-metadata", "authorization"] {
+        assert!(allow_headers.contains(name), "{allow_headers}");
+    }
+    let other = preflight("https://elsewhere.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // A plain OPTIONS is tus discovery, not a preflight.
+    let discovery = app.http.request(reqwest::Method::OPTIONS, app.url("/video/uploads")).send().await.unwrap();
+    assert_eq!(discovery.status(), 204);
+    assert_eq!(header(discovery.headers(), "tus-version"), "1.0.0");
+    assert!(header(discovery.headers(), "tus-extension").contains("creation-with-upload"));
+    assert_eq!(header(discovery.headers(), "tus-max-size"), app.settings.http.max_upload_bytes.to_string());
+
+    // The answers expose what a tus client reads.
+    let created = app
+        .http
+        .post(app.url("/video/uploads"))
+        .header("Origin", "https://app.example")
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", "1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let exposed = header(created.headers(), "access-control-expose-headers");
+    for name in ["location", "upload-offset", "upload-expires", "link", "tus-resumable"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+}

@@ -179,7 +179,7 @@ async fn receive(
     let Some(current) = state.uploads.load(&client, id).await? else {
         return Err(no_upload());
     };
-    if current.value.completed {
+    if current.value.completed && declared.is_none_or(|n| offset + n == current.value.length) {
         // A retried last request: the upload already is its job.
         drain(body, idle).await;
         return Ok(current.value);
@@ -196,7 +196,7 @@ async fn receive(
     let _memory = state.budget.reserve_or_drain(reservation(declared.map(|n| n + tail)), &mut body, idle).await?;
     let before = current.value.clone();
     let stream = idle_limited(body.into_data_stream(), idle);
-    let appended = match state.uploads.append(&client, current, stream).await {
+    let appended = match state.uploads.append(&client, current, stream, declared).await {
         Ok(a) => a,
         Err(AppendError::NotVideo) => {
             if let Err(e) = state.uploads.remove(&client, &before).await {

@@ -52,18 +52,8 @@ pub const ALLOWED: [&str; 9] = [
 /// speak version 1.0.0 (412 otherwise).
 pub(super) async fn tus_resumable(req: Request, next: Next) -> Response {
     let speaks = req.headers().get("tus-resumable").is_some_and(|v| v == TUS_VERSION);
-    let mut response = if req.method() == Method::OPTIONS || speaks {
-        next.run(req).await
-    } else {
-        let mut r = ApiError::BadRequest {
-            code: "unsupported-tus-version",
-            detail: format!("send Tus-Resumable: {TUS_VERSION}"),
-        }
-        .into_response();
-        *r.status_mut() = StatusCode::PRECONDITION_FAILED;
-        r.headers_mut().insert("tus-version", HeaderValue::from_static(TUS_VERSION));
-        r
-    };
+    let mut response =
+        if req.method() == Method::OPTIONS || speaks { next.run(req).await } else { ApiError::TusVersion.into_response() };
     response.headers_mut().insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
     response
 }
@@ -121,7 +111,8 @@ pub(super) fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>,
     let Some(value) = headers.get(name) else {
         return Ok(None);
     };
-    value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).map(Some).ok_or_else(|| ApiError::BadRequest {
+    let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    value.to_str().ok().map(str::trim).filter(|v| digits(v)).and_then(|v| v.parse::<u64>().ok()).map(Some).ok_or_else(|| ApiError::BadRequest {
         code: "bad-request",
         detail: format!("{name} is not a non-negative integer"),
     })
