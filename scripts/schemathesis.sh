@@ -9,12 +9,17 @@
 #   3. two real jobs are made first (one done, one failed), and the job-id
 #      operations draw their `{id}` half of the time from them, so that the
 #      status documents of finished jobs, downloads and Range requests are
-#      exercised too (random ids only ever reach the 404 branch);
+#      exercised too (random ids only ever reach the 404 branch); the
+#      resumable-upload operations on `/video/uploads/{id}` get, half of the
+#      time, an upload made for the case just before it is sent (new, partly
+#      stored or finished; scripts/schemathesis_hooks.py), and in the
+#      stateful phase the ones `POST /video/uploads` made (links on Location);
 #   4. schemathesis runs every check but use_after_free (see below) on every
 #      operation, a fixed number of examples per operation, the whole run
 #      bounded by `timeout`;
 #   5. the service gets SIGTERM and is waited for; its AMQP topology and its
-#      folders are removed; a summary line is printed:
+#      folders are removed; the cases of each operation and the statuses
+#      they got are listed, then a summary line is printed:
 #        schemathesis: N cases, S server errors, V schema violations
 #
 # The schema is the service's own `GET /openapi.json`; while the binary does
@@ -208,7 +213,19 @@ fi
 # - GET /video/events/{id} is a Server-Sent Events stream that stays open
 #   until the job ends (keep-alive comments meanwhile): schemathesis reads
 #   one event and closes it, so it does not hang and need not be excluded;
-# - the job-id operations take `{id}` half of the time from the fixture jobs.
+# - the job-id operations take `{id}` half of the time from the fixture jobs;
+# - the tus operations (`/video/uploads`): a missing `Tus-Resumable` is 412
+#   (tus 1.0.0), and a schema-violating request may be refused with 412 or
+#   413 (an Upload-Length over the limit) too. positive_data_acceptance
+#   allows what a schema-valid request can still get: a body that is not a
+#   video (415, and the upload is removed), past Upload-Length (413), at
+#   another Upload-Offset than the upload's (409), on an upload that a
+#   DELETE or a 415 removed (404), options refused (400/422). Body-only
+#   "negative" cases are dropped by the hooks (any bytes are a valid body).
+#   Note: `checks.X.enabled = false` in an [[operations]] block does not
+#   beat `--checks all` in schemathesis 4.32.5 (the CLI's explicit list
+#   wins in ChecksConfig.from_hierarchy), so expected statuses are set
+#   instead.
 cat >"$tmp/schemathesis.toml" <<EOF
 hooks = "$ROOT/scripts/schemathesis_hooks.py"
 
@@ -235,6 +252,30 @@ include-name = "GET /video/events/{id}"
 max-stream-events = 1
 
 [[operations]]
+include-name = "POST /video/uploads"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "413", "415", "422", "429", "5xx"]
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "415", "422", "428", "429", "5xx"]
+checks.missing_required_header.expected-statuses = ["400", "401", "403", "406", "412", "415", "422"]
+
+[[operations]]
+include-name = "PATCH /video/uploads/{id}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "409", "413", "415", "429", "5xx"]
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "415", "422", "428", "429", "5xx"]
+checks.missing_required_header.expected-statuses = ["400", "401", "403", "406", "412", "415", "422"]
+
+[[operations]]
+include-name = "HEAD /video/uploads/{id}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "429", "5xx"]
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "415", "422", "428", "429", "5xx"]
+checks.missing_required_header.expected-statuses = ["400", "401", "403", "406", "412", "415", "422"]
+
+[[operations]]
+include-name = "DELETE /video/uploads/{id}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "5xx"]
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "412", "413", "415", "422", "428", "429", "5xx"]
+checks.missing_required_header.expected-statuses = ["400", "401", "403", "406", "412", "415", "422"]
+
+[[operations]]
 include-path-regex = "^/video/(status|download|events)/"
 checks.negative_data_rejection.enabled = false
 parameters = { "path.id" = { dictionary = "jobs", probability = 0.5 } }
@@ -250,7 +291,7 @@ mkdir -p "$REPORT_DIR"
 rm -f "$REPORT_DIR"/*.xml "$REPORT_DIR"/*.ndjson
 say "schemathesis run (at most $MAX_EXAMPLES examples per operation, ${WALL_SECONDS}s)"
 st_status=0
-timeout --signal=TERM --kill-after=30 "$WALL_SECONDS" \
+TRANSCODER_SCHEMATHESIS_BASE="$base" timeout --signal=TERM --kill-after=30 "$WALL_SECONDS" \
   "$ST" --config-file "$tmp/schemathesis.toml" --no-color run "${schema_args[@]}" \
   --checks all --exclude-checks use_after_free \
   --max-examples "$MAX_EXAMPLES" --continue-on-failure \
@@ -264,9 +305,12 @@ timeout --signal=TERM --kill-after=30 "$WALL_SECONDS" \
 
 # --- the summary --------------------------------------------------------------
 summary="$("$PY" - "$REPORT_DIR" <<'EOF'
-import glob, json, sys
+import collections, glob, json, sys
 
 cases = server = schema = 0
+# Per documented operation: its cases and the statuses they got (probes of
+# undocumented methods are left out).
+per_operation = collections.defaultdict(collections.Counter)
 for path in glob.glob(f"{sys.argv[1]}/*.ndjson"):
     for line in open(path, encoding="utf-8"):
         try:
@@ -278,6 +322,14 @@ for path in glob.glob(f"{sys.argv[1]}/*.ndjson"):
             continue
         recorder = data.get("recorder", {})
         cases += len(recorder.get("cases", {}))
+        interactions = recorder.get("interactions", {})
+        for case_id, node in recorder.get("cases", {}).items():
+            case = node.get("value", {})
+            phase = (case.get("meta") or {}).get("phase") or {}
+            if (phase.get("data") or {}).get("scenario") == "unspecified_http_method":
+                continue
+            response = (interactions.get(case_id) or {}).get("response") or {}
+            per_operation[f"{case.get('method')} {case.get('path')}"][response.get("status_code", "none")] += 1
         for checks in recorder.get("checks", {}).values():
             for check in checks:
                 if str(check.get("status", "")).lower() != "failure":
@@ -287,6 +339,9 @@ for path in glob.glob(f"{sys.argv[1]}/*.ndjson"):
                     server += 1
                 elif name == "response_schema_conformance":
                     schema += 1
+for operation, statuses in sorted(per_operation.items(), key=lambda item: (item[0].split(" ")[-1], item[0])):
+    answers = " ".join(f"{status}x{n}" for status, n in sorted(statuses.items(), key=lambda item: str(item[0])))
+    print(f"  {operation}: {sum(statuses.values())} cases ({answers})")
 print(f"schemathesis: {cases} cases, {server} server errors, {schema} schema violations")
 EOF
 )" || summary="schemathesis: ? cases, ? server errors, ? schema violations (could not read the report)"
