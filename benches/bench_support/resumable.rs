@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::measure::*;
 use super::report::{spread, Pair, Report};
-use super::scenarios::body_stream;
+use super::scenarios::{body_stream, post_stream};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -54,19 +54,6 @@ async fn tus_upload(env: &BenchEnv, svc: &Service, header: &Bytes, size: u64, ch
     }
 }
 
-async fn post_upload(env: &BenchEnv, svc: &Service, header: &Bytes, size: u64) -> String {
-    let response = env
-        .http
-        .post(format!("{}/video/convert", svc.address))
-        .header("Content-Type", "video/mp4")
-        .body(reqwest::Body::wrap_stream(body_stream(header.clone(), size)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string()
-}
-
 pub async fn resumable_uploads(env: &BenchEnv, report: &mut Report, pairs: usize) {
     // A header alone: 0-filled bodies sniff as MP4; no worker runs.
     let header = Bytes::from(std::fs::read(clip(env.dir.path(), 1, 160, 120)).unwrap()[..64].to_vec());
@@ -80,7 +67,7 @@ pub async fn resumable_uploads(env: &BenchEnv, report: &mut Report, pairs: usize
             let id = if side == 0 {
                 tus_upload(env, &svc, &header, GIB, 8 * MIB).await
             } else {
-                post_upload(env, &svc, &header, GIB).await
+                post_stream(env, &svc, &header, GIB).await
             };
             let m = (t0.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0);
             if side == 0 {

@@ -150,6 +150,20 @@ pub fn body_stream(header: Bytes, size: u64) -> impl futures::Stream<Item = Resu
     }))
 }
 
+/// POSTs `size` bytes (`header`, then zeros) of unknown length; the job id.
+pub async fn post_stream(env: &BenchEnv, svc: &Service, header: &Bytes, size: u64) -> String {
+    let response = env
+        .http
+        .post(format!("{}/video/convert", svc.address))
+        .header("Content-Type", "video/mp4")
+        .body(reqwest::Body::wrap_stream(body_stream(header.clone(), size)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+}
+
 /// (b) upload through the API vs a direct multipart upload to the store.
 pub async fn upload_ingest(env: &BenchEnv, report: &mut Report, sizes: &[u64], pairs: usize) {
     let svc = Service::start(env, "api", "b").await;
@@ -162,17 +176,8 @@ pub async fn upload_ingest(env: &BenchEnv, report: &mut Report, sizes: &[u64], p
             for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
                 if side == 0 {
                     let (cpu0, t0) = (svc.cpu_seconds(), Instant::now());
-                    let r = env
-                        .http
-                        .post(format!("{}/video/convert", svc.address))
-                        .header("Content-Type", "video/mp4")
-                        .body(reqwest::Body::wrap_stream(body_stream(header.clone(), size)))
-                        .send()
-                        .await
-                        .unwrap();
+                    let id = post_stream(env, &svc, &header, size).await;
                     api = (t0.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0);
-                    assert_eq!(r.status(), 202);
-                    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
                     storage.delete(&format!("inputs/default/{id}")).await.unwrap();
                 } else {
                     let (cpu0, t0) = (self_cpu(), Instant::now());

@@ -60,18 +60,7 @@ impl Storage {
     /// Stores part `number` (from 1) of a multipart upload; returns its ETag.
     /// Storing the same number again replaces the part.
     pub async fn upload_part(&self, upload: &MultipartRef, number: i32, body: Bytes) -> Result<String, StoreError> {
-        let sent = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&upload.key)
-            .upload_id(&upload.upload_id)
-            .part_number(number)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        sent.e_tag().map(String::from).ok_or_else(|| StoreError::Unavailable("store returned no part ETag".into()))
+        self.send_part(upload, number, None, ByteStream::from(body)).await
     }
 
     /// Stores part `number` from `chunks` as they come (`length` bytes in
@@ -88,6 +77,16 @@ impl Storage {
             rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(http_body::Frame::data(b)), rx))
         });
         let body = ByteStream::from_body_1_x(http_body_util::StreamBody::new(frames));
+        self.send_part(upload, number, Some(length), body).await
+    }
+
+    async fn send_part(
+        &self,
+        upload: &MultipartRef,
+        number: i32,
+        length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<String, StoreError> {
         let sent = self
             .client
             .upload_part()
@@ -95,7 +94,7 @@ impl Storage {
             .key(&upload.key)
             .upload_id(&upload.upload_id)
             .part_number(number)
-            .content_length(length as i64)
+            .set_content_length(length.map(|n| n as i64))
             .body(body)
             .send()
             .await

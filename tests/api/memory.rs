@@ -182,15 +182,7 @@ async fn concurrent_uploads_stay_within_the_upload_buffer_and_every_202_is_a_job
         ("TRANSCODER__WORKER__SCRATCH_DIR", dir.path().join("scratch").display().to_string()),
         ("TRANSCODER__WORKER__CONCURRENCY", "2".into()),
     ];
-    let spawn = |role: &str| crate::procs::Proc {
-        child: Command::new(env!("CARGO_BIN_EXE_transcoder"))
-            .arg(role)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    };
+    let spawn = |role: &str| crate::procs::spawn_role(role, &env);
     let api = spawn("api");
     let base = format!("http://127.0.0.1:{port}");
     crate::procs::wait_ready(&base).await;

@@ -49,15 +49,7 @@ async fn api_and_worker_as_separate_processes_complete_a_job_on_a_standalone_s3_
         ("TRANSCODER__HTTP__BIND", format!("127.0.0.1:{api_port}")),
         ("TRANSCODER__WORKER__SCRATCH_DIR", dir.path().join("scratch").display().to_string()),
     ];
-    let spawn = |role: &str| Proc {
-        child: Command::new(env!("CARGO_BIN_EXE_transcoder"))
-            .arg(role)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    };
+    let spawn = |role: &str| crate::procs::spawn_role(role, &env);
     let http = http_client();
     let mut api = spawn("api");
     let address = format!("http://127.0.0.1:{api_port}");

@@ -37,6 +37,18 @@ impl Drop for Proc {
     }
 }
 
+/// `transcoder <role>` with `env` (stdout dropped, stderr shown).
+pub fn spawn_role(role: &str, env: &[(&str, String)]) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_transcoder"))
+        .arg(role)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("transcoder {role} starts: {e}"));
+    Proc { child }
+}
+
 /// `transcoder worker` against the test app's broker prefix and store, with
 /// its own scratch folder under `scratch`.
 pub fn spawn_worker(app: &TestApp, scratch: &Path, env: &[(&str, String)]) -> Proc {

@@ -267,14 +267,7 @@ async fn kill_setup(standalone: bool) -> KillSetup {
 
 impl KillSetup {
     async fn api(&self) -> Proc {
-        let child = Command::new(env!("CARGO_BIN_EXE_transcoder"))
-            .arg("api")
-            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let proc = Proc { child };
+        let proc = crate::procs::spawn_role("api", &self.env);
         crate::procs::wait_ready(&self.address).await;
         proc
     }

@@ -21,6 +21,7 @@ use protocol::*;
 use super::body::idle_limited;
 use super::convert::{declared_length, reservation};
 use super::intake::{self, Intake};
+use super::locks::Held;
 use super::{ApiError, AppState, Client};
 use crate::domain::{ClientId, JobId};
 use crate::trace::TraceParent;
@@ -94,10 +95,8 @@ async fn info(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = upload_id(&id)?;
-    // Wait for a request still storing bytes here, to answer its offset.
-    let _held = state.upload_locks.hold(&client, id, LOCK_WAIT).await;
-    let mut upload = state.uploads.load(&client, id).await?.ok_or_else(no_upload)?.value;
+    // After a request still storing bytes here, to answer its offset.
+    let (_held, mut upload) = held(&state, &client, &id).await?;
     if upload.is_whole() && !upload.completed {
         // The last byte was stored, but the request that stored it did not
         // get to make the job: make it now.
@@ -137,12 +136,19 @@ async fn terminate(
     Client(client): Client,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = upload_id(&id)?;
-    let _held = state.upload_locks.hold(&client, id, LOCK_WAIT).await;
-    let upload = state.uploads.load(&client, id).await?.ok_or_else(no_upload)?.value;
+    let (_held, upload) = held(&state, &client, &id).await?;
     state.uploads.remove(&client, &upload).await?;
-    tracing::info!(upload = %id, client = %client, "upload terminated");
+    tracing::info!(upload = %upload.id, client = %client, "upload terminated");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The upload, read once a request storing its bytes here (if any) has
+/// finished, or after [`LOCK_WAIT`] regardless.
+async fn held(state: &AppState, client: &ClientId, raw_id: &str) -> Result<(Option<Held>, Upload), ApiError> {
+    let id = upload_id(raw_id)?;
+    let held = state.upload_locks.hold(client, id, LOCK_WAIT).await;
+    let upload = state.uploads.load(client, id).await?.ok_or_else(no_upload)?.value;
+    Ok((held, upload))
 }
 
 /// Runs [`receive`] in its own task: when the client goes away mid-body,
