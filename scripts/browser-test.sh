@@ -3,7 +3,10 @@
 # playwright-core (tests/browser), uploads a generated clip to a real
 # `transcoder serve` (embedded store, the local RabbitMQ broker), waits for
 # the live progress and the download link, and saves a screenshot to
-# target/screenshots/upload.png.
+# target/screenshots/upload.png. Then tests/browser/offline.test.mjs uploads
+# a bigger (padded) clip over a throttled uplink, takes the network away
+# mid-upload and gives it back: the resumable (tus) upload carries on and
+# the job completes (target/screenshots/offline.png).
 #
 #   ./scripts/browser-test.sh        # after a build (cargo build / cargo test)
 #
@@ -18,6 +21,14 @@ TRANSCODER_PREREQS_FUNCTIONS_ONLY=1 source scripts/prereqs.sh
 BIN="${TRANSCODER_BIN:-target/debug/transcoder}"
 CHROMIUM=/usr/bin/chromium
 SCREENSHOT=target/screenshots/upload.png
+OFFLINE_SCREENSHOT=target/screenshots/offline.png
+# The offline test's clip: the 3 s clip plus an MP4 `free` box (still an
+# MP4 to the sniffer and to ffmpeg), uploaded at OFFLINE_UPLOAD_BPS.
+OFFLINE_PAD_BYTES=$((16 * 1024 * 1024))
+OFFLINE_UPLOAD_BPS=$((2 * 1024 * 1024))
+# A PATCH whose body stops arriving (the browser went offline) is ended,
+# and its bytes stored, after this many silent seconds.
+BODY_IDLE_SECONDS=5
 READY_SECONDS=60
 STOP_SECONDS=90
 
@@ -64,6 +75,16 @@ _say "generating a 3 s 320x240 clip with audio"
 ffmpeg -hide_banner -loglevel error -nostdin -y \
   -f lavfi -i testsrc=size=320x240:rate=25 -f lavfi -i sine=frequency=440:sample_rate=48000 \
   -t 3 -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest "$clip"
+padded="$work/clip-padded.mp4"
+_say "padding a copy to $(( OFFLINE_PAD_BYTES / 1024 / 1024 )) MiB more (an MP4 free box) for the offline test"
+python3 - "$clip" "$padded" "$OFFLINE_PAD_BYTES" <<'PY'
+import shutil, struct, sys
+src, dst, pad = sys.argv[1], sys.argv[2], int(sys.argv[3])
+shutil.copyfile(src, dst)
+with open(dst, "ab") as f:
+    f.write(struct.pack(">I", pad) + b"free")
+    f.write(bytes(pad - 8))
+PY
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 url="http://127.0.0.1:$port"
@@ -74,6 +95,7 @@ TRANSCODER__HTTP__BIND="127.0.0.1:$port" \
   TRANSCODER__AMQP__PREFIX="$prefix" \
   TRANSCODER__STORAGE__DATA_DIR="$work/data" \
   TRANSCODER__WORKER__SCRATCH_DIR="$work/scratch" \
+  TRANSCODER__HTTP__BODY_IDLE_TIMEOUT_SECONDS="$BODY_IDLE_SECONDS" \
   "$BIN" serve >"$work/serve.log" 2>&1 &
 pid=$!
 
@@ -94,6 +116,12 @@ _say "service ready; running tests/browser/upload.test.mjs"
 status=0
 TRANSCODER_URL="$url" TRANSCODER_CLIP="$clip" TRANSCODER_SCREENSHOT="$SCREENSHOT" \
   node tests/browser/upload.test.mjs || status=$?
+_say "running tests/browser/offline.test.mjs (the network goes away mid-upload)"
+offline_status=0
+TRANSCODER_URL="$url" TRANSCODER_CLIP="$padded" TRANSCODER_SCREENSHOT="$OFFLINE_SCREENSHOT" \
+  TRANSCODER_UPLOAD_BPS="$OFFLINE_UPLOAD_BPS" \
+  node tests/browser/offline.test.mjs || offline_status=$?
+((status != 0)) || status=$offline_status
 ((status == 0)) || show_log
 stop_service
 printf '==> browser test finished with status %d\n' "$status"

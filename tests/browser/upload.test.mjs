@@ -1,5 +1,7 @@
-// Browser test of the web page at GET /: a person picks a video, uploads it,
-// watches the progress pushed over Server-Sent Events and gets a download link.
+// Browser test of the web page at GET /: a person picks a video, uploads it
+// (resumable, tus: POST then PATCH /video/uploads, with tus-js-client served
+// by the service), watches the progress pushed over Server-Sent Events and
+// gets a download link.
 //
 //   TRANSCODER_URL=http://127.0.0.1:8080 TRANSCODER_CLIP=clip.mp4 \
 //   TRANSCODER_SCREENSHOT=target/screenshots/upload.png node tests/browser/upload.test.mjs
@@ -82,8 +84,17 @@ async function main() {
   });
   page.on("pageerror", (err) => consoleErrors.push(`uncaught: ${err.message}`));
   const eventRequests = [];
+  const uploadRequests = [];
+  const elsewhere = [];
   page.on("request", (req) => {
     if (/\/video\/events\//.test(req.url())) eventRequests.push(req.url());
+    const path = req.url().startsWith(base + "/") ? req.url().slice(base.length) : null;
+    if (path === null && !req.url().startsWith("data:")) elsewhere.push(req.url());
+    if (path && /^\/video\/(uploads|convert)/.test(path)) uploadRequests.push(`${req.method()} ${path.replace(/\?.*$/, "")}`);
+  });
+  let script = null;
+  page.on("response", (res) => {
+    if (new URL(res.url()).pathname === "/static/tus.min.js") script = res;
   });
 
   const started = Date.now();
@@ -95,6 +106,15 @@ async function main() {
     if ((await page.locator(`#${id}`).count()) !== 1) fail(`the page has no element #${id}`);
   }
   if (await page.locator("#download").isVisible()) fail("#download is visible before any job");
+  // tus-js-client comes from the service itself (no CDN).
+  if (!script) fail("the page did not load /static/tus.min.js");
+  if (script.status() !== 200) fail(`GET /static/tus.min.js answered ${script.status()}`);
+  const jsType = script.headers()["content-type"] || "";
+  if (!jsType.startsWith("application/javascript")) fail(`/static/tus.min.js has Content-Type ${JSON.stringify(jsType)}`);
+  if (!/max-age=\d{6,}/.test(script.headers()["cache-control"] || "")) {
+    fail(`/static/tus.min.js has Cache-Control ${JSON.stringify(script.headers()["cache-control"])}, not a long max-age`);
+  }
+  if (!(await page.evaluate(() => !!(window.tus && window.tus.isSupported)))) fail("tus-js-client is not usable in the page");
 
   if (apiKey) await page.fill("#api-key", apiKey);
   await page.setInputFiles("#file", resolve(clip));
@@ -123,6 +143,12 @@ async function main() {
   if (state.encode !== 100) fail(`encode progress ended at ${state.encode}, not 100`);
   if (state.status !== "done") fail(`status shows ${JSON.stringify(state.status)}, not "done"`);
   if (state.error) fail(`an error is shown next to a finished job: ${state.error}`);
+  // One tus upload (creation, then PATCHes), never the one-shot POST /video/convert.
+  if (uploadRequests.some((r) => r.includes("/video/convert"))) fail(`the page used POST /video/convert: ${uploadRequests.join(", ")}`);
+  if (uploadRequests.filter((r) => r === "POST /video/uploads").length !== 1 || !uploadRequests.some((r) => r.startsWith("PATCH /video/uploads/"))) {
+    fail(`the page did not upload through tus (POST then PATCH /video/uploads): ${uploadRequests.join(", ")}`);
+  }
+  if (elsewhere.length) fail(`the page loaded from elsewhere than the service: ${elsewhere.join(" ")}`);
   if (!eventRequests.some((u) => u.includes(`/video/events/${id}`))) {
     fail(`the page never opened /video/events/${id} (requests: ${JSON.stringify(eventRequests)})`);
   }
