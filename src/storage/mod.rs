@@ -2,7 +2,6 @@
 //! status documents. Keys are built here from the client id and the job id,
 //! never from user-supplied names.
 
-use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
@@ -12,13 +11,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 
+mod docs;
+mod files;
 mod upload;
 
 use upload::Multipart;
+pub use docs::{Expect, Versioned};
 pub use upload::{InProgress, Journal, MultipartRef, PartBuffer, PendingPut};
 
 use crate::config::StorageSettings;
@@ -26,9 +25,6 @@ use crate::domain::{ClientId, JobId, OutputFormat};
 
 /// Size of one multipart part. S3 wants at least 5 MiB for all but the last.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
-
-/// Largest local file uploaded with a single PUT (S3 allows 5 GiB).
-const SINGLE_PUT_MAX: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -77,22 +73,6 @@ pub fn status_key(client: &ClientId, id: JobId) -> String {
 /// The folder of a job's intermediate objects (pieces of a split job).
 pub fn work_prefix(client: &ClientId, id: JobId) -> String {
     format!("work/{client}/{id}/")
-}
-
-/// A document as stored, with the version a conditional write compares.
-#[derive(Debug, Clone)]
-pub struct Versioned<T> {
-    pub value: T,
-    pub etag: String,
-}
-
-/// The precondition of a conditional write.
-#[derive(Debug, Clone, Copy)]
-pub enum Expect<'a> {
-    /// The object must not exist yet (`If-None-Match: *`).
-    Absent,
-    /// The object must still have this ETag (`If-Match`).
-    Version(&'a str),
 }
 
 #[derive(Clone)]
@@ -246,48 +226,6 @@ impl Storage {
         }
     }
 
-    /// Uploads a local file (a transcoded output or a piece): one streamed
-    /// PUT up to [`SINGLE_PUT_MAX`] (the store writes it once, with no
-    /// parts to assemble), a multipart upload above.
-    pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, StoreError> {
-        let size = tokio::fs::metadata(path).await?.len();
-        if size <= SINGLE_PUT_MAX {
-            let body = ByteStream::from_path(path).await.map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .content_type(content_type)
-                .content_length(size as i64)
-                .body(body)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            return Ok(size);
-        }
-        let file = tokio::fs::File::open(path).await?;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
-        self.put_stream(key, content_type, Bytes::new(), stream, u64::MAX).await.map_err(|e| match e {
-            PutStreamError::Body(io) => StoreError::Io(io),
-            PutStreamError::Store(s) => s,
-            PutStreamError::TooLarge(_) => unreachable!("no limit on outputs"),
-        })
-    }
-
-    /// Copies an object into a local file; `None` when it does not exist.
-    pub async fn download_to_file(&self, key: &str, path: &Path) -> Result<Option<u64>, StoreError> {
-        let Some(object) = self.get(key, None).await? else {
-            return Ok(None);
-        };
-        let mut reader = object.body.into_async_read();
-        // Network reads come in pieces of a few KiB; each write to a tokio
-        // file is a trip to the blocking pool, so write whole MiBs.
-        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(path).await?);
-        let n = tokio::io::copy_buf(&mut reader, &mut file).await?;
-        file.flush().await?;
-        Ok(Some(n))
-    }
-
     /// The object (or a byte range of it); `None` when it does not exist.
     pub async fn get(&self, key: &str, range: Option<&str>) -> Result<Option<GetObjectOutput>, StoreError> {
         let request = self.client.get_object().bucket(&self.bucket).key(key).set_range(range.map(String::from));
@@ -308,52 +246,6 @@ impl Storage {
         }
     }
 
-    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let Some(object) = self.get(key, None).await? else {
-            return Ok(None);
-        };
-        let bytes = object.body.collect().await.map_err(|e| StoreError::Unavailable(e.to_string()))?.into_bytes();
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
-    }
-
-    /// A document and its ETag; `None` when it does not exist.
-    pub async fn get_json_versioned<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
-        let Some(object) = self.get(key, None).await? else {
-            return Ok(None);
-        };
-        let etag =
-            object.e_tag().map(String::from).ok_or_else(|| StoreError::Unavailable("store returned no ETag".into()))?;
-        let bytes = object.body.collect().await.map_err(|e| StoreError::Unavailable(e.to_string()))?.into_bytes();
-        let value = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Some(Versioned { value, etag }))
-    }
-
-    /// Writes a document only if `expect` still holds (S3 conditional
-    /// writes); [`StoreError::Conflict`] when it does not.
-    pub async fn put_json_if<T: Serialize>(&self, key: &str, value: &T, expect: Expect<'_>) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(value).expect("documents serialize");
-        let request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type("application/json")
-            .body(ByteStream::from(body));
-        let request = match expect {
-            Expect::Absent => request.if_none_match("*"),
-            Expect::Version(etag) => request.if_match(etag),
-        };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            // 412: the precondition failed; 409: a concurrent conditional
-            // write to the same key won the race.
-            Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => {
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
-    }
-
     /// Removes every object under `prefix`.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, StoreError> {
         let keys = self.list(prefix).await?;
@@ -361,20 +253,6 @@ impl Storage {
             self.delete(key).await?;
         }
         Ok(keys.len())
-    }
-
-    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(value).expect("documents serialize");
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     /// Writes `body` as the object `key`.
