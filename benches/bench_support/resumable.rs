@@ -134,12 +134,8 @@ fn section(results: &[Pair], rss: &[(u64, f64, f64, f64)], pairs: usize) -> Stri
     let _ = writeln!(md, "| chunk | time s | MiB/s | API idle RSS MiB | API peak RSS MiB |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     for (chunk, seconds, idle, peak) in rss {
-        let _ = writeln!(
-            md,
-            "| {} MiB | {seconds:.1} | {:.0} | {idle:.1} | {peak:.1} |",
-            chunk / MIB,
-            4096.0 / seconds
-        );
+        let _ =
+            writeln!(md, "| {} MiB | {seconds:.1} | {:.0} | {idle:.1} | {peak:.1} |", chunk / MIB, 4096.0 / seconds);
     }
     md.push('\n');
     md

@@ -134,7 +134,10 @@ pub async fn transcode_overhead(env: &BenchEnv, report: &mut Report, sizes: &[u3
 }
 
 /// A body of `size` bytes: a real MP4 header, then zeros, in 1 MiB chunks.
-pub fn body_stream(header: Bytes, size: u64) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin {
+pub fn body_stream(
+    header: Bytes,
+    size: u64,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin {
     let zeros = Bytes::from(vec![0u8; 1 << 20]);
     let chunks = size.div_ceil(1 << 20);
     Box::pin(futures::stream::iter(0..chunks).map(move |i| {

@@ -44,4 +44,3 @@ impl<E: std::fmt::Display> std::fmt::Display for IdleOr<E> {
         }
     }
 }
-

@@ -200,7 +200,9 @@ enum StoreInputError<E> {
 impl<E> StoreInputError<E> {
     fn into_api(self, body_error: impl FnOnce(E) -> ApiError) -> ApiError {
         match self {
-            StoreInputError::Empty => ApiError::BadRequest { code: "empty-body", detail: "the request body is empty".into() },
+            StoreInputError::Empty => {
+                ApiError::BadRequest { code: "empty-body", detail: "the request body is empty".into() }
+            }
             StoreInputError::NotVideo => not_video(),
             StoreInputError::Put(PutStreamError::Body(e)) => body_error(e),
             StoreInputError::Put(PutStreamError::TooLarge(limit)) => ApiError::PayloadTooLarge(limit),
@@ -251,7 +253,14 @@ where
         let key = input_key(client, id);
         let pending = state
             .storage
-            .receive_stream(&key, container.content_type(), head.freeze(), body, limit, Some(journal(state, client, id)))
+            .receive_stream(
+                &key,
+                container.content_type(),
+                head.freeze(),
+                body,
+                limit,
+                Some(journal(state, client, id)),
+            )
             .await
             .map_err(StoreInputError::Put)?;
         (pending.size(), Some(pending))

@@ -33,7 +33,8 @@ pub async fn enqueue(
     trace: &TraceParent,
 ) -> Result<StatusDoc, ApiError> {
     let Intake { id, options, container, size, filename } = intake;
-    let input = InputInfo { filename, size_bytes: size, content_type: container.content_type().to_string(), color: None };
+    let input =
+        InputInfo { filename, size_bytes: size, content_type: container.content_type().to_string(), color: None };
     let doc = StatusDoc::queued(id, options, input, Utc::now());
     let doc_key = status_key(client, id);
     match tokio::join!(input_done, state.jobs.create(client, &doc)) {

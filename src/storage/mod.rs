@@ -16,8 +16,8 @@ mod docs;
 mod files;
 mod upload;
 
-use upload::Multipart;
 pub use docs::{Expect, Versioned};
+use upload::Multipart;
 pub use upload::{InProgress, Journal, MultipartRef, PartBuffer, PendingPut};
 
 use crate::config::StorageSettings;

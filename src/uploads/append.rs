@@ -63,7 +63,8 @@ impl Uploads {
                 }
                 while !chunk.is_empty() {
                     let whole_part_coming = announced.is_some_and(|n| n >= PART_SIZE);
-                    if streaming.is_none() && buf.pending().is_empty() && whole_part_coming && next.multipart.is_some() {
+                    if streaming.is_none() && buf.pending().is_empty() && whole_part_coming && next.multipart.is_some()
+                    {
                         if let Some(task) = in_flight.take() {
                             next.parts.push(joined(task).await?);
                         }

@@ -21,7 +21,13 @@ fn meta(pairs: &[(&str, &str)]) -> String {
 }
 
 /// POST /video/uploads; returns the response.
-async fn create(http: &reqwest::Client, base: &str, length: usize, metadata: &str, key: Option<&str>) -> reqwest::Response {
+async fn create(
+    http: &reqwest::Client,
+    base: &str,
+    length: usize,
+    metadata: &str,
+    key: Option<&str>,
+) -> reqwest::Response {
     let mut request = http
         .post(format!("{base}/video/uploads"))
         .header("Tus-Resumable", "1.0.0")
@@ -40,7 +46,13 @@ async fn created(http: &reqwest::Client, base: &str, length: usize, key: Option<
     format!("{base}{}", header(response.headers(), "location"))
 }
 
-async fn patch(http: &reqwest::Client, url: &str, offset: usize, body: Vec<u8>, key: Option<&str>) -> reqwest::Response {
+async fn patch(
+    http: &reqwest::Client,
+    url: &str,
+    offset: usize,
+    body: Vec<u8>,
+    key: Option<&str>,
+) -> reqwest::Response {
     let mut request = http
         .patch(url)
         .header("Tus-Resumable", "1.0.0")
@@ -277,9 +289,10 @@ impl KillSetup {
     /// its folder is read.
     async fn open_multipart_uploads(&self) -> usize {
         match &self.store {
-            Store::Embedded(dir) => {
-                open_multipart_files(dir.path()).iter().filter(|n| n.starts_with(".upload-") && n.ends_with(".json")).count()
-            }
+            Store::Embedded(dir) => open_multipart_files(dir.path())
+                .iter()
+                .filter(|n| n.starts_with(".upload-") && n.ends_with(".json"))
+                .count(),
             Store::Standalone(_) => {
                 let listed = self.storage.sdk().list_multipart_uploads().bucket(self.storage.bucket()).send().await;
                 listed.unwrap().uploads().len()
@@ -322,7 +335,8 @@ impl KillSetup {
 /// A request body that sends `first` at once, then nothing, until dropped.
 fn stalled_body(first: Vec<u8>) -> (reqwest::Body, tokio::sync::oneshot::Sender<()>) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let head = futures::stream::iter(first.chunks(MIB).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let head =
+        futures::stream::iter(first.chunks(MIB).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
     let tail = futures::stream::once(async move {
         let _ = stopped.await;
         Err::<Vec<u8>, _>(std::io::Error::other("stopped"))
@@ -361,9 +375,8 @@ async fn killed_uploads_are_swept(standalone: bool) {
 
     let tus_record = format!("uploads/default/{}.json", url.rsplit('/').next().unwrap());
     let storage = &setup.storage;
-    let direct_record = || async {
-        storage.list("uploads/").await.unwrap().into_iter().find(|k| k.ends_with(".direct.json"))
-    };
+    let direct_record =
+        || async { storage.list("uploads/").await.unwrap().into_iter().find(|k| k.ends_with(".direct.json")) };
     wait_until("parts of both uploads stored", Duration::from_secs(60), || async {
         let Some(direct) = direct_record().await else { return false };
         setup.parts_of(&direct).await >= 1 && setup.parts_of(&tus_record).await >= 1

@@ -74,7 +74,10 @@ async fn create(State(state): State<AppState>, Client(client): Client, req: Requ
         return Err(ApiError::PayloadTooLarge(state.settings.http.max_upload_bytes));
     }
     if length == 0 {
-        return Err(ApiError::BadRequest { code: "empty-body", detail: "Upload-Length is 0: nothing to convert".into() });
+        return Err(ApiError::BadRequest {
+            code: "empty-body",
+            detail: "Upload-Length is 0: nothing to convert".into(),
+        });
     }
     let (options, filename) = metadata(headers)?;
     let with_body = declared_length(headers).is_none_or(|n| n > 0) && is_offset_stream(headers);
@@ -120,10 +123,8 @@ async fn patch(
     if !is_offset_stream(req.headers()) {
         return Err(ApiError::UnsupportedMediaType(format!("a PATCH carries Content-Type: {OFFSET_STREAM}")));
     }
-    let offset = header_u64(req.headers(), "upload-offset")?.ok_or_else(|| ApiError::BadRequest {
-        code: "bad-request",
-        detail: "Upload-Offset is required".into(),
-    })?;
+    let offset = header_u64(req.headers(), "upload-offset")?
+        .ok_or_else(|| ApiError::BadRequest { code: "bad-request", detail: "Upload-Offset is required".into() })?;
     let trace = intake::trace_of(req.headers());
     let upload = spawn_receive(&state, &client, id, offset, req, trace).await?;
     Ok(answer(StatusCode::NO_CONTENT, &upload))
@@ -247,4 +248,3 @@ async fn complete(state: &AppState, client: &ClientId, upload: &Upload, trace: &
     state.uploads.mark_completed(client, upload.id).await?;
     Ok(())
 }
-

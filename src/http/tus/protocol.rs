@@ -52,8 +52,11 @@ pub const ALLOWED: [&str; 9] = [
 /// speak version 1.0.0 (412 otherwise).
 pub(super) async fn tus_resumable(req: Request, next: Next) -> Response {
     let speaks = req.headers().get("tus-resumable").is_some_and(|v| v == TUS_VERSION);
-    let mut response =
-        if req.method() == Method::OPTIONS || speaks { next.run(req).await } else { ApiError::TusVersion.into_response() };
+    let mut response = if req.method() == Method::OPTIONS || speaks {
+        next.run(req).await
+    } else {
+        ApiError::TusVersion.into_response()
+    };
     response.headers_mut().insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
     response
 }
@@ -96,8 +99,8 @@ pub(super) fn metadata(headers: &HeaderMap) -> Result<(JobOptions, Option<String
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|_| bad(format!("Upload-Metadata: the value of {key:?} is not base64")))?;
-        let decoded =
-            String::from_utf8(decoded).map_err(|_| bad(format!("Upload-Metadata: the value of {key:?} is not UTF-8")))?;
+        let decoded = String::from_utf8(decoded)
+            .map_err(|_| bad(format!("Upload-Metadata: the value of {key:?} is not UTF-8")))?;
         match key {
             "filename" | "name" => filename = Some(clean_filename(&decoded)),
             "format" | "height" | "priority" | "renditions" => options.set(key, &decoded)?,
@@ -112,10 +115,9 @@ pub(super) fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>,
         return Ok(None);
     };
     let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
-    value.to_str().ok().map(str::trim).filter(|v| digits(v)).and_then(|v| v.parse::<u64>().ok()).map(Some).ok_or_else(|| ApiError::BadRequest {
-        code: "bad-request",
-        detail: format!("{name} is not a non-negative integer"),
-    })
+    value.to_str().ok().map(str::trim).filter(|v| digits(v)).and_then(|v| v.parse::<u64>().ok()).map(Some).ok_or_else(
+        || ApiError::BadRequest { code: "bad-request", detail: format!("{name} is not a non-negative integer") },
+    )
 }
 
 pub(super) fn is_offset_stream(headers: &HeaderMap) -> bool {
