@@ -33,6 +33,9 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 pub fn router(state: &AppState) -> anyhow::Result<Router<AppState>> {
     Ok(Router::new()
+        // OPTIONS must be a method of both routes, or the router answers 405
+        // before the layers below run; the layers then answer every OPTIONS
+        // (discovery or CORS preflight).
         .route("/video/uploads", post(create).options(discover))
         .route("/video/uploads/{id}", axum::routing::head(info).patch(patch).delete(terminate).options(discover))
         .layer(axum::middleware::from_fn(tus_resumable))
