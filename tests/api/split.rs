@@ -267,7 +267,8 @@ async fn cancelling_a_split_job_stops_every_piece_on_both_workers_and_leaves_no_
     let id = app.submit(&source(&app), "").await;
     until("both workers encoding pieces", JOB_TIMEOUT, || dirs.iter().all(|d| !piece_ffmpegs(d).is_empty())).await;
     let response = app.http.delete(app.url(&format!("/video/status/{id}"))).send().await.unwrap();
-    assert_eq!(response.status(), 202);
+    let status = response.status();
+    assert_eq!(status, 202, "{}", response.text().await.unwrap());
     for dir in &dirs {
         assert_ffmpeg_gone(dir, Duration::from_secs(2)).await;
     }
