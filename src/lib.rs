@@ -8,6 +8,8 @@
 //! worker ─confirmed publish─▶ events (<prefix>.notify.<client>) ─▶ the client's queue
 //! ```
 
+/// The one reconnect and start-up retry policy.
+pub mod backoff;
 /// The command-line client: submit and watch.
 pub mod client;
 /// Every stable error code, in one table.

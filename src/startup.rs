@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::at_start;
 use crate::config::Settings;
 use crate::domain::ClientId;
 use crate::embedded_s3::{EmbeddedStore, DEV_ACCESS_KEY, DEV_SECRET_KEY};
@@ -78,7 +79,7 @@ impl Application {
         let endpoint = embedded.as_ref().map(|e| e.endpoint()).unwrap_or_else(|| settings.storage.endpoint.clone());
         let storage = Storage::new(&settings.storage, Some(&endpoint)).await;
         if role != Role::Webhooks {
-            retry("object store", || storage.ensure_bucket()).await?;
+            at_start("object store", || storage.ensure_bucket()).await?;
         }
 
         let clients: Vec<ClientId> = if settings.auth.keys.is_empty() {
@@ -87,7 +88,7 @@ impl Application {
             settings.auth.keys.values().filter_map(|c| ClientId::parse(c)).collect()
         };
         let broker = Broker::new(&settings.amqp, settings.worker.max_attempts, clients);
-        retry("broker", || broker.connect()).await?;
+        at_start("broker", || broker.connect()).await?;
 
         let listener = if role.has_api() {
             let l = TcpListener::bind(&settings.http.bind)
@@ -191,29 +192,6 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// A few tries at start, so a broker or store that is still starting does
-/// not fail the process; after that the error is the operator's to see.
-async fn retry<F, Fut, E>(what: &str, mut f: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1..=8 {
-        match f().await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt == 8 => anyhow::bail!("{what} unavailable: {e}"),
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(3));
-            }
-        }
-    }
-    unreachable!()
 }
 
 /// Keeps large buffers out of glibc's heap arenas.

@@ -322,21 +322,19 @@ impl Broker {
         mut handle: impl FnMut(lapin::message::Delivery),
     ) {
         use futures::StreamExt;
-        let mut backoff = Duration::from_millis(250);
+        let mut reconnect = crate::backoff::Reconnect::default();
         while !shutdown.is_cancelled() {
             let (_ch, mut consumer) = match self.subscribe(bindings).await {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "{what}: cannot subscribe");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                    tracing::warn!(error = %e, "{what}: cannot subscribe; retrying");
+                    if !reconnect.wait(shutdown).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
-            backoff = Duration::from_millis(250);
+            reconnect.reset();
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,

@@ -14,7 +14,6 @@
 pub mod deliver;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{
@@ -114,7 +113,7 @@ pub async fn run(settings: Arc<Settings>, shutdown: CancellationToken) {
 
 /// One client's consumer; reconnects when the connection is lost.
 async fn client_loop(settings: Arc<Settings>, hook: Hook, shutdown: CancellationToken) {
-    let mut delay = Duration::from_millis(200);
+    let mut reconnect = crate::backoff::Reconnect::default();
     loop {
         let ended = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -124,11 +123,9 @@ async fn client_loop(settings: Arc<Settings>, hook: Hook, shutdown: Cancellation
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(client = %hook.client, error = %e, "webhook consumer lost the broker; reconnecting");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
+                if !reconnect.wait(&shutdown).await {
+                    return;
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -16,6 +16,7 @@ use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backoff::Reconnect;
 use crate::config::WorkerSettings;
 use crate::domain::{ControlMessage, JobId};
 use crate::jobs::Jobs;
@@ -108,17 +109,15 @@ pub async fn run(ctx: Arc<WorkerContext>, shutdown: CancellationToken) {
     let listening = CancellationToken::new();
     tokio::spawn(listen_for_cancels(ctx.clone(), listening.clone()));
     let _stop_listening = listening.drop_guard();
-    let mut backoff = Duration::from_millis(250);
+    let mut reconnect = Reconnect::default();
     'connect: while !shutdown.is_cancelled() {
         let channel = match ctx.broker.consumer_channel(ctx.settings.concurrency).await {
             Ok(ch) => ch,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "worker cannot reach the broker");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                tracing::warn!(error = %e, "worker cannot reach the broker; retrying");
+                if !reconnect.wait(&shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
@@ -129,12 +128,14 @@ pub async fn run(ctx: Arc<WorkerContext>, shutdown: CancellationToken) {
         {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "could not start consuming");
-                tokio::time::sleep(backoff).await;
+                tracing::warn!(error = %e, "could not start consuming; retrying");
+                if !reconnect.wait(&shutdown).await {
+                    break;
+                }
                 continue;
             }
         };
-        backoff = Duration::from_millis(250);
+        reconnect.reset();
         tracing::info!(queue, concurrency = ctx.settings.concurrency, "worker consuming");
         loop {
             tokio::select! {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use reqwest::Response;
 
 use super::{transient, Failure};
@@ -89,21 +90,31 @@ impl Activity {
 }
 
 /// Waits between attempts: `Retry-After` when given, else a backoff from
-/// [`FIRST_DELAY`] doubling to [`MAX_DELAY`]; both reset by progress.
+/// [`FIRST_DELAY`] doubling to [`MAX_DELAY`] (with jitter); both reset by
+/// progress.
 pub(super) struct Retry {
     budget: Duration,
     since: Instant,
-    delay: Duration,
+    delays: ExponentialBackoff,
+}
+
+fn delays() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(FIRST_DELAY)
+        .with_max_delay(MAX_DELAY)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 impl Retry {
     pub(super) fn new(budget: Duration) -> Retry {
-        Retry { budget, since: Instant::now(), delay: FIRST_DELAY }
+        Retry { budget, since: Instant::now(), delays: delays() }
     }
 
     pub(super) fn progressed(&mut self) {
         self.since = Instant::now();
-        self.delay = FIRST_DELAY;
+        self.delays = delays();
     }
 
     pub(super) async fn wait(
@@ -116,10 +127,10 @@ impl Retry {
         if left.is_zero() {
             bail!("upload failed: {reason} (no progress for {} s, giving up)", self.budget.as_secs());
         }
-        let wait = retry_after.unwrap_or(self.delay).min(left);
+        let backoff = self.delays.next().unwrap_or(MAX_DELAY);
+        let wait = retry_after.unwrap_or(backoff).min(left);
         progress.note(&format!("upload interrupted ({reason}); retrying in {:.1} s", wait.as_secs_f64()));
         tokio::time::sleep(wait).await;
-        self.delay = (self.delay * 2).min(MAX_DELAY);
         Ok(())
     }
 }
