@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Operator commands for the broker topology.
+    Topology {
+        #[command(subcommand)]
+        command: TopologyCommand,
+    },
     /// Operator commands for the configuration.
     Config {
         #[command(subcommand)]
@@ -82,6 +87,21 @@ enum ConfigCommand {
     /// Load and validate the configuration (files, then TRANSCODER__ variables) and print it with secrets
     /// redacted; exit 2 naming the key when a key is unknown, a value has the wrong type or is invalid.
     Check,
+}
+
+#[derive(Subcommand)]
+enum TopologyCommand {
+    /// Delete every queue and exchange of `amqp.prefix`, with the jobs and events they hold: the jobs
+    /// queues, the control exchange, and per client (the configured ones and each --client) the
+    /// notification exchange, event log and webhook queues.
+    Remove {
+        /// Also a client that is not (or no longer) configured.
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        /// Confirms that the prefix's queued jobs and events may be lost.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,6 +176,9 @@ async fn run_command() -> std::process::ExitCode {
             eprintln!("transcoder: configuration OK");
             Ok(())
         }
+        Command::Topology { command: TopologyCommand::Remove { clients, yes } } => {
+            remove_topology(&settings, &clients, yes).await
+        }
         Command::Clients { command: ClientsCommand::Provision { rabbitmqctl } } => {
             provision::provision(&settings, &rabbitmqctl).map(|urls| {
                 for (client, url) in urls {
@@ -174,6 +197,25 @@ async fn run_command() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn remove_topology(settings: &Settings, extra: &[String], yes: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(yes, "this deletes the queued jobs and events of prefix {:?}: pass --yes", settings.amqp.prefix);
+    let mut clients: Vec<ClientId> = settings.auth.keys.values().filter_map(|c| ClientId::parse(c)).collect();
+    if clients.is_empty() {
+        clients.push(ClientId::development());
+    }
+    for name in extra {
+        let client = ClientId::parse(name).ok_or_else(|| anyhow::anyhow!("invalid client id {name:?}"))?;
+        if !clients.contains(&client) {
+            clients.push(client);
+        }
+    }
+    let names = transcoder::queue::Names { prefix: settings.amqp.prefix.clone() };
+    let topology = names.topology(&clients, &settings.webhooks.retry_seconds);
+    let deleted = transcoder::queue::remove(&settings.amqp.url, &topology).await?;
+    eprintln!("transcoder: removed {deleted} queues and exchanges of prefix {:?}", settings.amqp.prefix);
+    Ok(())
 }
 
 async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {

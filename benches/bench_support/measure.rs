@@ -216,26 +216,14 @@ pub fn self_cpu() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Removes the run's queues and exchanges with `transcoder topology remove`.
 pub fn delete_topology(prefix: &str) {
-    let prefix = prefix.to_string();
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let Ok(conn) = lapin::Connection::connect(AMQP_URL, Default::default()).await else { return };
-            // With the default client's event log and webhook queues.
-            let waits = [5, 30, 120, 600, 3600, 21600].map(|w| format!("webhooks.default.wait.{w}s"));
-            let fixed = ["jobs", "jobs.dead", "notify.default.log", "webhooks.default"].map(String::from);
-            for q in fixed.iter().chain(&waits) {
-                let Ok(ch) = conn.create_channel().await else { return };
-                let _ = ch.queue_delete(format!("{prefix}.{q}").as_str().into(), Default::default()).await;
-            }
-            for x in ["jobs", "jobs.dlx", "control", "notify.default"] {
-                let Ok(ch) = conn.create_channel().await else { return };
-                let _ = ch.exchange_delete(format!("{prefix}.{x}").as_str().into(), Default::default()).await;
-            }
-        });
-    })
-    .join();
+    let _ = Command::new(env!("CARGO_BIN_EXE_transcoder"))
+        .args(["topology", "remove", "--yes"])
+        .env("TRANSCODER__AMQP__PREFIX", prefix)
+        .env("TRANSCODER__AMQP__URL", AMQP_URL)
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// A 720p (or given size) test clip with audio, generated once.

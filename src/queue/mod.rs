@@ -2,29 +2,32 @@
 //! confirmed publishing and the job consumer channel.
 //!
 //! Topology (RabbitMQ AMQP 0-9-1, <https://www.rabbitmq.com/docs/queues>):
-//! `<prefix>.jobs` direct exchange → `<prefix>.jobs` queue, dead-lettering
-//! into the `<prefix>.jobs.dlx` fanout → `<prefix>.jobs.dead`; one topic
-//! exchange `<prefix>.notify.<client>` per client for events.
+//! the jobs exchange, queue and dead letters in `topology`; one topic
+//! exchange `<prefix>.notify.<client>` per client for events, with its log,
+//! in `notify`; every name in `names`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::Confirmation;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
-use crate::config::{AmqpSettings, QueueType};
+use crate::config::AmqpSettings;
 use crate::domain::ClientId;
 
+mod names;
 mod notify;
 pub mod tasks;
+mod topology;
+pub use names::{Names, Topology};
 pub use tasks::Task;
+pub use topology::remove;
 
 /// How long a connect or a publish confirm may take before the broker is
 /// treated as unavailable, so callers fail fast instead of hanging.
@@ -45,53 +48,6 @@ pub enum BrokerError {
 impl From<lapin::Error> for BrokerError {
     fn from(e: lapin::Error) -> Self {
         BrokerError::Unavailable(e.to_string())
-    }
-}
-
-/// AMQP names under one prefix.
-#[derive(Debug, Clone)]
-pub struct Names {
-    pub prefix: String,
-}
-
-impl Names {
-    pub fn jobs_exchange(&self) -> String {
-        format!("{}.jobs", self.prefix)
-    }
-    pub fn jobs_queue(&self) -> String {
-        format!("{}.jobs", self.prefix)
-    }
-    pub fn jobs_routing_key(&self) -> String {
-        format!("{}.jobs", self.prefix)
-    }
-    pub fn dead_letter_exchange(&self) -> String {
-        format!("{}.jobs.dlx", self.prefix)
-    }
-    pub fn dead_queue(&self) -> String {
-        format!("{}.jobs.dead", self.prefix)
-    }
-    pub fn notify_exchange(&self, client: &ClientId) -> String {
-        format!("{}.notify.{client}", self.prefix)
-    }
-    /// The client's event log: a stream bound to its exchange with `#`.
-    pub fn notify_log(&self, client: &ClientId) -> String {
-        format!("{}.notify.{client}.log", self.prefix)
-    }
-    /// The client's webhook deliveries, due now.
-    pub fn webhook_queue(&self, client: &ClientId) -> String {
-        format!("{}.webhooks.{client}", self.prefix)
-    }
-    /// The client's webhook deliveries waiting `seconds` for their retry.
-    pub fn webhook_wait_queue(&self, client: &ClientId, seconds: u64) -> String {
-        format!("{}.webhooks.{client}.wait.{seconds}s", self.prefix)
-    }
-    /// Fanout from the API to every worker (cancellations).
-    pub fn control_exchange(&self) -> String {
-        format!("{}.control", self.prefix)
-    }
-    /// The client whose notification exchange this is.
-    pub fn client_of_notify_exchange(&self, exchange: &str) -> Option<ClientId> {
-        exchange.strip_prefix(&format!("{}.notify.", self.prefix)).and_then(ClientId::parse)
     }
 }
 
@@ -177,57 +133,6 @@ impl Broker {
     /// Connects now (at start), so a misconfiguration shows at once.
     pub async fn connect(&self) -> Result<(), BrokerError> {
         self.publisher().await.map(|_| ())
-    }
-
-    async fn declare_topology(&self, ch: &Channel) -> Result<(), BrokerError> {
-        let n = &self.inner.names;
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        ch.exchange_declare(n.jobs_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
-        ch.exchange_declare(n.dead_letter_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default())
-            .await?;
-        ch.exchange_declare(n.control_exchange().into(), ExchangeKind::Fanout, durable, FieldTable::default()).await?;
-
-        let mut dead_args = FieldTable::default();
-        let mut job_args = FieldTable::default();
-        job_args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(n.dead_letter_exchange().into()));
-        match self.inner.settings.queue_type {
-            // Classic queues carry priorities (RabbitMQ priority queues).
-            QueueType::Classic => {
-                job_args.insert("x-max-priority".into(), AMQPValue::LongInt(9));
-            }
-            // Quorum queues: replicated; the broker dead-letters a message
-            // redelivered past the limit, safely (at-least-once), as a
-            // backstop behind the worker's own attempt count.
-            QueueType::Quorum => {
-                for args in [&mut job_args, &mut dead_args] {
-                    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-                }
-                let limit = self.inner.max_attempts as i32 + 1;
-                job_args.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit));
-                job_args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
-                job_args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
-            }
-        }
-        let durable_q = QueueDeclareOptions { durable: true, ..Default::default() };
-        ch.queue_declare(n.dead_queue().into(), durable_q, dead_args).await?;
-        ch.queue_bind(
-            n.dead_queue().into(),
-            n.dead_letter_exchange().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-        ch.queue_declare(n.jobs_queue().into(), durable_q, job_args).await?;
-        ch.queue_bind(
-            n.jobs_queue().into(),
-            n.jobs_exchange().into(),
-            n.jobs_routing_key().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-        Ok(())
     }
 
     /// Publishes and waits for the broker's confirm. Success means the

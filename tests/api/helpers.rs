@@ -7,9 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
@@ -136,30 +134,24 @@ impl Drop for TestApp {
     }
 }
 
-/// Removes a test's exchanges and queues (also after a failed assertion).
+/// Removes a test's exchanges and queues (also after a failed assertion),
+/// with `transcoder topology remove`: the clients the tests use, and what
+/// `env` configures (e.g. webhook retry waits).
+pub fn remove_topology(prefix: &str, env: &[(&str, String)]) {
+    let status = Command::new(env!("CARGO_BIN_EXE_transcoder"))
+        .args(["topology", "remove", "--yes", "--client", "alpha", "--client", "beta"])
+        .env("TRANSCODER__AMQP__PREFIX", prefix)
+        .env("TRANSCODER__AMQP__URL", AMQP_URL)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("could not remove the AMQP topology of {prefix}");
+    }
+}
+
 pub fn delete_topology(prefix: &str) {
-    let prefix = prefix.to_string();
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let Ok(conn) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await else {
-                return;
-            };
-            // A missing name closes the channel: one channel per name.
-            let logs = ["default", "alpha", "beta"].map(|c| format!("{prefix}.notify.{c}.log"));
-            for q in [format!("{prefix}.jobs"), format!("{prefix}.jobs.dead")].into_iter().chain(logs) {
-                let Ok(ch) = conn.create_channel().await else { return };
-                let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-            }
-            let exchanges = ["jobs", "jobs.dlx", "control", "notify.default", "notify.alpha", "notify.beta"];
-            for x in exchanges.map(|x| format!("{prefix}.{x}")) {
-                let Ok(ch) = conn.create_channel().await else { return };
-                let _ = ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
-            }
-            let _ = conn.close(200, "".into()).await;
-        });
-    })
-    .join();
+    remove_topology(prefix, &[]);
 }
 
 /// One event as a subscriber receives it.

@@ -23,6 +23,7 @@ mod resources;
 mod scheduling;
 mod split;
 mod submit_tus;
+mod topology;
 mod tus;
 mod uploads;
 mod validation;

@@ -83,20 +83,6 @@ impl Receiver {
     }
 }
 
-/// The webhook queues of a test's prefix (the service declares them).
-async fn delete_webhook_queues(prefix: &str, clients: &[&str], waits: &[u64]) {
-    let conn = lapin::Connection::connect(AMQP_URL, Default::default()).await.unwrap();
-    for client in clients {
-        let names = std::iter::once(format!("{prefix}.webhooks.{client}"))
-            .chain(waits.iter().map(|w| format!("{prefix}.webhooks.{client}.wait.{w}s")));
-        for q in names {
-            let ch = conn.create_channel().await.unwrap();
-            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-        }
-    }
-    let _ = conn.close(200, "".into()).await;
-}
-
 fn config(dir: &Path, url: &str, retry: &str, allow_private: bool) -> std::path::PathBuf {
     let path = dir.join("webhooks.toml");
     std::fs::write(
@@ -163,8 +149,7 @@ async fn a_failing_receiver_gets_the_event_again_after_each_wait_with_the_same_i
     println!("webhook attempts: waits {first:?} and {second:?} (configured 1 s, 2 s)");
     assert!(first >= Duration::from_millis(950) && second >= Duration::from_millis(1950), "{first:?} {second:?}");
     assert!(serve.terminate(Duration::from_secs(20)).await.success());
-    delete_webhook_queues(&prefix, &["default"], &[1, 2]).await;
-    delete_topology(&prefix);
+    remove_topology(&prefix, &[("TRANSCODER__WEBHOOKS__RETRY_SECONDS", "[1, 2]".into())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,8 +191,7 @@ async fn a_delivery_waiting_for_its_retry_survives_a_kill_9_of_the_process() {
     assert_eq!(got[1].headers["webhook-id"], format!("{id}.completed"));
     verify_with_standardwebhooks(dir.path(), &got[1]);
     let _ = conn.close(200, "".into()).await;
-    delete_webhook_queues(&prefix, &["default"], &[3]).await;
-    delete_topology(&prefix);
+    remove_topology(&prefix, &[("TRANSCODER__WEBHOOKS__RETRY_SECONDS", "[3]".into())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,8 +231,7 @@ async fn a_loopback_url_is_refused_without_a_connection_unless_private_networks_
     assert!(line.contains("allow_private_networks"), "{line}");
     assert_eq!(receiver.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "a connection was made");
     assert!(serve.terminate(Duration::from_secs(20)).await.success());
-    delete_webhook_queues(&prefix, &["default"], &[1]).await;
-    delete_topology(&prefix);
+    remove_topology(&prefix, &[("TRANSCODER__WEBHOOKS__RETRY_SECONDS", "[1]".into())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,6 +277,5 @@ async fn a_receiver_that_never_answers_does_not_delay_another_clients_deliveries
     println!("beta's webhook arrived while alpha's receiver had held its request for {held:?}");
     assert!(held < Duration::from_secs(10), "alpha's request timed out first ({held:?})");
     assert!(serve.terminate(Duration::from_secs(30)).await.success());
-    delete_webhook_queues(&prefix, &["alpha", "beta"], &[1]).await;
-    delete_topology(&prefix);
+    remove_topology(&prefix, &[("TRANSCODER__WEBHOOKS__RETRY_SECONDS", "[1]".into())]);
 }
