@@ -4,9 +4,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use transcoder::domain::JobOptions;
+use transcoder::queue::private_subscription;
 
 use super::measure::*;
 use super::report::{Breakdown, Pair, Report};
@@ -21,26 +20,8 @@ impl Events {
     pub async fn bind(prefix: &str, key: &str) -> Events {
         let conn = lapin::Connection::connect(AMQP_URL, Default::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions { exclusive: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
         let exchange = format!("{prefix}.notify.default");
-        ch.queue_bind(
-            q.name().clone(),
-            exchange.as_str().into(),
-            key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
-        let consumer = ch.basic_consume(q.name().clone(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+        let consumer = private_subscription(&ch, "", &[(exchange, key.to_string())]).await.unwrap();
         Events { consumer, _conn: conn }
     }
 

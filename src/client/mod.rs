@@ -45,8 +45,6 @@ pub struct Received {
 
 impl Events {
     pub async fn subscribe(target: &Target, binding: &str) -> anyhow::Result<Events> {
-        use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-        use lapin::types::FieldTable;
         let a = &target.settings.amqp;
         let conn = Connection::connect(&a.url, ConnectionProperties::default())
             .await
@@ -54,20 +52,10 @@ impl Events {
         let ch = conn.create_channel().await?;
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("{}.client.{}.{}", a.prefix, target.client, &suffix[..12]);
-        let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-        ch.queue_declare(name.as_str().into(), options, FieldTable::default()).await?;
         let exchange = format!("{}.notify.{}", a.prefix, target.client);
-        ch.queue_bind(
-            name.as_str().into(),
-            exchange.as_str().into(),
-            binding.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to {exchange}: {e}"))?;
-        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
-        let consumer = ch.basic_consume(name.as_str().into(), "".into(), no_ack, FieldTable::default()).await?;
+        let consumer = crate::queue::private_subscription(&ch, &name, &[(exchange.clone(), binding.to_string())])
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to {exchange}: {e}"))?;
         Ok(Events { _conn: conn, consumer, since: None, seen: Default::default() })
     }
 

@@ -10,9 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::options::{
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -23,9 +21,11 @@ use crate::domain::ClientId;
 
 mod names;
 mod notify;
+mod subscribe;
 pub mod tasks;
 mod topology;
 pub use names::{Names, Topology};
+pub use subscribe::private_subscription;
 pub use tasks::Task;
 pub use topology::remove;
 
@@ -191,70 +191,6 @@ impl Broker {
         let ch = connection.create_channel().await?;
         ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
         Ok(ch)
-    }
-
-    /// A private, server-named queue (exclusive: it goes with this
-    /// connection) bound to `bindings`, consumed without acks. For streams
-    /// of events that are only of use while this process runs.
-    pub async fn subscribe(&self, bindings: &[(String, String)]) -> Result<(Channel, lapin::Consumer), BrokerError> {
-        let ch = self.consumer_channel(256).await?;
-        let exclusive = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-        let q = ch.queue_declare("".into(), exclusive, FieldTable::default()).await?;
-        for (exchange, key) in bindings {
-            ch.queue_bind(
-                q.name().clone(),
-                exchange.as_str().into(),
-                key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        }
-        let no_ack = lapin::options::BasicConsumeOptions { no_ack: true, ..Default::default() };
-        let consumer = ch.basic_consume(q.name().clone(), "".into(), no_ack, FieldTable::default()).await?;
-        Ok((ch, consumer))
-    }
-
-    /// Hands every message on `bindings` to `handle` until `shutdown`,
-    /// subscribing again (with backoff) whenever the subscription is lost.
-    /// For streams that matter only while this process runs (events for SSE,
-    /// cancellations for workers).
-    pub async fn follow(
-        &self,
-        what: &str,
-        bindings: &[(String, String)],
-        shutdown: &tokio_util::sync::CancellationToken,
-        mut handle: impl FnMut(lapin::message::Delivery),
-    ) {
-        use futures::StreamExt;
-        let mut reconnect = crate::backoff::Reconnect::default();
-        while !shutdown.is_cancelled() {
-            let (_ch, mut consumer) = match self.subscribe(bindings).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "{what}: cannot subscribe; retrying");
-                    if !reconnect.wait(shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            reconnect.reset();
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    n = consumer.next() => n,
-                };
-                match next {
-                    Some(Ok(delivery)) => handle(delivery),
-                    // The end of the stream means the channel or connection is gone.
-                    _ => {
-                        tracing::warn!("{what}: subscription lost; subscribing again");
-                        break;
-                    }
-                }
-            }
-        }
     }
 
     /// Known clients (their notification exchanges exist from the start).

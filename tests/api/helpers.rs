@@ -7,12 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use transcoder::config::Settings;
+use transcoder::queue::private_subscription;
 use transcoder::startup::{Application, Role};
 use transcoder::storage::Storage;
 
@@ -173,33 +172,8 @@ impl Subscriber {
     pub async fn bind(prefix: &str, client: &str, binding: &str) -> Subscriber {
         let conn = Connection::connect(AMQP_URL, ConnectionProperties::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
         let exchange = format!("{prefix}.notify.{client}");
-        ch.queue_bind(
-            q.name().clone(),
-            exchange.as_str().into(),
-            binding.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let consumer = ch
-            .basic_consume(
-                q.name().clone(),
-                "".into(),
-                BasicConsumeOptions { no_ack: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let consumer = private_subscription(&ch, "", &[(exchange, binding.to_string())]).await.unwrap();
         Subscriber { consumer, _conn: conn, seen: Vec::new() }
     }
 
