@@ -14,11 +14,13 @@ use futures::{Stream, StreamExt};
 
 mod docs;
 mod files;
+mod parts;
 mod upload;
 
 pub use docs::{Expect, Versioned};
+pub use parts::PartBuffer;
 use upload::Multipart;
-pub use upload::{InProgress, Journal, MultipartRef, PartBuffer, PendingPut};
+pub use upload::{InProgress, Journal, MultipartRef, PendingPut};
 
 use crate::config::StorageSettings;
 use crate::domain::{ClientId, JobId, OutputFormat};

@@ -13,6 +13,7 @@ use crate::domain::picture as color;
 use crate::domain::OutputFormat;
 
 mod args;
+pub mod child;
 mod probe;
 mod run;
 pub use args::{audio_args, concat_list, ffmpeg_args, join_args, piece_args, whole_args, Media};

@@ -1,11 +1,12 @@
 //! What ffprobe (and ffmpeg's `idet`) say of a file.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::Command;
 
 use serde::Deserialize;
 
-use super::{color, input_restrictions, last_line, TranscodeError, CHILD_PATH, PROBE_TIMEOUT};
+use super::child::{self, Failed, Output};
+use super::{color, input_restrictions, last_line, TranscodeError, PROBE_TIMEOUT};
 use crate::domain::Color;
 
 /// What ffprobe says of a file.
@@ -110,30 +111,31 @@ pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, TranscodeError> {
 }
 
 /// ffprobe on a local file, with the demuxer forced when given.
-fn ffprobe(path: &Path, demuxer: Option<&str>, query: &[&str]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("ffprobe");
-    cmd.env_clear()
-        .env("PATH", CHILD_PATH)
-        .args(["-v", "error"])
+fn ffprobe(path: &Path, demuxer: Option<&str>, query: &[&str]) -> Command {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error"])
         .args(match demuxer {
             Some(d) => input_restrictions(d),
             None => vec!["-protocol_whitelist".into(), "file".into()],
         })
         .args(query)
-        .arg(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .arg(path);
     cmd
 }
 
+/// Runs a short ffprobe or ffmpeg query (a supervised child within
+/// [`PROBE_TIMEOUT`]); `what` names it in the time-out message.
+async fn query(cmd: &mut Command, what: &str) -> Result<Output, TranscodeError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    child::output(cmd, PROBE_TIMEOUT).await.map_err(|e| match e {
+        Failed::TimedOut => TranscodeError::InvalidMedia(format!("reading the input's {what} took too long")),
+        Failed::Start(e) => TranscodeError::Internal(format!("could not run {program}: {e}")),
+    })
+}
+
 /// Runs an ffprobe query; its standard output, or why it failed.
-async fn run_ffprobe(path: &Path, demuxer: Option<&str>, query: &[&str]) -> Result<Vec<u8>, TranscodeError> {
-    let output = tokio::time::timeout(PROBE_TIMEOUT, ffprobe(path, demuxer, query).output())
-        .await
-        .map_err(|_| TranscodeError::InvalidMedia("reading the input's header took too long".into()))?
-        .map_err(|e| TranscodeError::Internal(format!("could not run ffprobe: {e}")))?;
+async fn run_ffprobe(path: &Path, demuxer: Option<&str>, query_args: &[&str]) -> Result<Vec<u8>, TranscodeError> {
+    let output = query(&mut ffprobe(path, demuxer, query_args), "header").await?;
     if !output.status.success() {
         let reason = last_line(&String::from_utf8_lossy(&output.stderr), path);
         return Err(TranscodeError::InvalidMedia(format!("the input could not be read as a video: {reason}")));
@@ -169,23 +171,24 @@ pub async fn interlaced(path: &Path, demuxer: &str, info: &MediaInfo, threads: u
     if flagged == Some(false) || (flagged.is_none() && !color::may_carry_fields(&info.video_codec)) {
         return Ok(false);
     }
-    let mut cmd = tokio::process::Command::new("ffmpeg");
-    cmd.env_clear().env("PATH", CHILD_PATH).args(["-hide_banner", "-nostdin", "-loglevel", "info"]);
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "info"]);
     if threads > 0 {
         cmd.args(["-threads", &threads.to_string()]);
     }
-    cmd.args(input_restrictions(demuxer))
-        .arg("-i")
-        .arg(path)
-        .args(["-map", "0:v:0", "-frames:v", "100", "-vf", "idet", "-an", "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(PROBE_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| TranscodeError::InvalidMedia("reading the input's first frames took too long".into()))?
-        .map_err(|e| TranscodeError::Internal(format!("could not run ffmpeg: {e}")))?;
+    cmd.args(input_restrictions(demuxer)).arg("-i").arg(path).args([
+        "-map",
+        "0:v:0",
+        "-frames:v",
+        "100",
+        "-vf",
+        "idet",
+        "-an",
+        "-f",
+        "null",
+        "-",
+    ]);
+    let output = query(&mut cmd, "first frames").await?;
     let verdict = color::parse_idet(&String::from_utf8_lossy(&output.stderr));
     Ok(verdict.or(flagged).unwrap_or(false))
 }

@@ -1,16 +1,20 @@
-//! Running ffmpeg: its own process group, progress from its output, a stop
-//! on a stall, the time limit or cancellation, and why it failed.
+//! Running ffmpeg (a supervised child): progress from its log, a stop on a
+//! stall, the time limit or cancellation, and why it failed.
 
 use std::collections::VecDeque;
 use std::path::Path;
 
+use std::process::ExitStatus;
+
 use ffmpeg_sidecar::command::FfmpegCommand;
 use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
+use ffmpeg_sidecar::log_parser::FfmpegLogParser;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{tidy, Limits, TranscodeError, CHILD_PATH};
+use super::child::{KillOnDrop, Pipes, Supervised};
+use super::{tidy, Limits, TranscodeError};
 
 /// What ffmpeg's last error lines say when the machine, not the input, is
 /// at fault (the `strerror` texts of ENOSPC, ENOMEM, EDQUOT, EMFILE, EAGAIN).
@@ -49,8 +53,8 @@ pub struct Progress {
 }
 
 enum Report {
-    Started(u32),
     Progress(Progress),
+    Ended(std::io::Result<ExitStatus>, Vec<String>),
 }
 
 /// Runs ffmpeg with `args` until it ends, calling `on_progress` for each
@@ -62,101 +66,81 @@ pub async fn run_ffmpeg(
     cancel: CancellationToken,
     mut on_progress: impl FnMut(Progress),
 ) -> Result<(), TranscodeError> {
+    let mut cmd = FfmpegCommand::new_with_path("ffmpeg");
+    cmd.args(&args);
+    let (child, pipes) = Supervised::spawn(cmd.as_inner_mut(), Some(scratch), false)
+        .map_err(|e| TranscodeError::Internal(format!("could not start ffmpeg: {e}")))?;
+    let guard = KillOnDrop(child.clone());
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
-    let scratch_owned = scratch.to_path_buf();
-    let worker = tokio::task::spawn_blocking(move || run_blocking(args, &scratch_owned, tx));
+    let reader = tokio::task::spawn_blocking(move || read_until_exit(child, pipes, tx));
 
     let hard_deadline = Instant::now() + limits.timeout;
     let mut stall_deadline = Instant::now() + limits.stall;
-    let mut pid: Option<u32> = None;
-    let stop_reason = loop {
+    let ended = loop {
         tokio::select! {
-            _ = cancel.cancelled() => break Some(TranscodeError::Cancelled),
-            _ = tokio::time::sleep_until(hard_deadline) => break Some(TranscodeError::TimedOut(limits.timeout.as_secs())),
-            _ = tokio::time::sleep_until(stall_deadline) => break Some(TranscodeError::Stalled(limits.stall.as_secs())),
+            _ = cancel.cancelled() => break Err(TranscodeError::Cancelled),
+            _ = tokio::time::sleep_until(hard_deadline) => break Err(TranscodeError::TimedOut(limits.timeout.as_secs())),
+            _ = tokio::time::sleep_until(stall_deadline) => break Err(TranscodeError::Stalled(limits.stall.as_secs())),
             report = rx.recv() => match report {
-                Some(Report::Started(p)) => pid = Some(p),
                 Some(Report::Progress(p)) => {
                     stall_deadline = Instant::now() + limits.stall;
                     on_progress(p);
                 }
-                None => break None,
+                Some(Report::Ended(status, errors)) => break Ok((status, errors)),
+                None => break Err(TranscodeError::Internal("the ffmpeg reader stopped".into())),
             },
         }
     };
-    if let Some(reason) = stop_reason {
-        if let Some(pid) = pid {
-            kill_group(pid);
+    let (status, errors) = match ended {
+        Ok(ended) => ended,
+        Err(reason) => {
+            drop(guard);
+            // Reap it: the reader ends once the killed group's pipes close.
+            let _ = reader.await;
+            return Err(reason);
         }
-        // Reap it: the blocking thread ends once ffmpeg's pipes close.
-        let _ = worker.await;
-        return Err(reason);
+    };
+    let status = status.map_err(|e| TranscodeError::Internal(format!("waiting for ffmpeg: {e}")))?;
+    if status.success() {
+        return Ok(());
     }
-    let outcome = worker.await.map_err(|e| TranscodeError::Internal(format!("ffmpeg thread: {e}")))?;
     let scratch = scratch.display().to_string();
-    outcome.map_err(|e| match e {
+    Err(match classify_failure(status, &errors) {
         TranscodeError::InvalidMedia(m) => TranscodeError::InvalidMedia(m.replace(&scratch, ".")),
         TranscodeError::Resources(m) => TranscodeError::Resources(m.replace(&scratch, ".")),
         other => other,
     })
 }
 
-fn run_blocking(args: Vec<String>, scratch: &Path, tx: mpsc::UnboundedSender<Report>) -> Result<(), TranscodeError> {
-    let mut cmd = FfmpegCommand::new_with_path("ffmpeg");
-    cmd.args(&args);
-    configure_child(cmd.as_inner_mut(), scratch);
-    let mut child = cmd.spawn().map_err(|e| TranscodeError::Internal(format!("could not start ffmpeg: {e}")))?;
-    let _ = tx.send(Report::Started(child.as_inner().id()));
+/// Parses ffmpeg's log until it closes, reporting progress, then reaps it
+/// and reports how it ended with its last error lines.
+fn read_until_exit(child: Supervised, pipes: Pipes, tx: mpsc::UnboundedSender<Report>) {
     let mut errors: VecDeque<String> = VecDeque::new();
-    match child.iter() {
-        Ok(events) => {
-            for event in events {
-                match event {
-                    FfmpegEvent::Progress(p) => {
-                        let report = Progress { encoded_seconds: parse_clock(&p.time).unwrap_or(0.0), speed: p.speed };
-                        let _ = tx.send(Report::Progress(report));
+    if let Some(stderr) = pipes.stderr {
+        let mut log = FfmpegLogParser::new(stderr);
+        loop {
+            match log.parse_next_event() {
+                Ok(FfmpegEvent::LogEOF) => break,
+                Ok(FfmpegEvent::Progress(p)) => {
+                    let report = Progress { encoded_seconds: parse_clock(&p.time).unwrap_or(0.0), speed: p.speed };
+                    let _ = tx.send(Report::Progress(report));
+                }
+                Ok(FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line) | FfmpegEvent::Error(line)) => {
+                    if errors.len() == 4 {
+                        errors.pop_front();
                     }
-                    FfmpegEvent::Log(LogLevel::Error | LogLevel::Fatal, line) | FfmpegEvent::Error(line) => {
-                        if errors.len() == 4 {
-                            errors.pop_front();
-                        }
-                        errors.push_back(line);
-                    }
-                    _ => {}
+                    errors.push_back(line);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    errors.push_back(e.to_string());
+                    break;
                 }
             }
         }
-        Err(e) => errors.push_back(e.to_string()),
     }
-    let status = child.wait().map_err(|e| TranscodeError::Internal(format!("waiting for ffmpeg: {e}")))?;
-    if status.success() {
-        return Ok(());
-    }
-    Err(classify_failure(status, errors.make_contiguous()))
-}
-
-/// Own process group (so the whole tree can be killed), a minimal
-/// environment, the job's folder as working directory, and death with the
-/// thread that started it.
-fn configure_child(cmd: &mut std::process::Command, scratch: &Path) {
-    use std::os::unix::process::CommandExt;
-    cmd.env_clear().env("PATH", CHILD_PATH).current_dir(scratch).process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-fn kill_group(pid: u32) {
-    // SAFETY: plain syscall; a negative pid addresses the process group.
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
+    let status = child.wait_blocking();
+    let _ = tx.send(Report::Ended(status, errors.into()));
 }
 
 /// `HH:MM:SS.cc` → seconds.

@@ -2,7 +2,10 @@
 //! reconnect when the consumer stream ends, drain on shutdown.
 
 mod common;
+mod encode;
 mod inputs;
+mod join;
+mod measure;
 mod process;
 mod split;
 mod whole;

@@ -8,7 +8,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tracing::Instrument;
 
 use super::common::{Outcome, Run};
-use super::{split, whole, WorkerContext};
+use super::{join, split, whole, WorkerContext};
 use crate::queue::tasks::{trace_of, Task};
 
 /// Handles one task delivery.
@@ -32,7 +32,7 @@ pub async fn process_one(ctx: &WorkerContext, delivery: Delivery) {
             Task::Transcode { container, .. } => whole::run(&run, *container).await,
             Task::Piece { container, piece, .. } => split::piece(&run, *container, piece).await,
             Task::Audio { container, .. } => split::audio(&run, *container).await,
-            Task::Join { .. } => split::join(&run).await,
+            Task::Join { .. } => join::join(&run).await,
         };
         let requeue = |requeue| BasicNackOptions { requeue, ..Default::default() };
         let settle = async {

@@ -7,7 +7,8 @@ use chrono::Utc;
 
 use tokio::time::Instant;
 
-use super::common::{estimate, fraction, ms_since, AsyncReport, JobError, Outcome, Phases, Run};
+use super::common::{AsyncReport, JobError, Outcome, Run};
+use super::measure::{estimate, fraction, ms_since, Phases};
 use super::split;
 use crate::domain::picture::Picture;
 use crate::domain::{Container, JobStatus, OutputFormat, OutputInfo};

@@ -1,0 +1,104 @@
+//! The join of a split job: the pieces (stream copy, exact durations) and
+//! the audio into the output; then the job is done and its work folder
+//! removed.
+
+use chrono::Utc;
+use tokio::time::Instant;
+
+use super::common::{JobError, Outcome, Quiet, Run};
+use super::measure::ms_since;
+use super::split::{audio_file, piece_file};
+use super::whole::store_output;
+use crate::domain::{OutputInfo, PlanState, TaskTiming};
+use crate::storage::{output_key, work_prefix};
+use crate::transcode::{self, concat_list, TranscodeError};
+
+/// Joins the job's stored pieces once they are all there.
+pub async fn join(run: &Run<'_>) -> Outcome {
+    let record = match run.read().await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Outcome::Finished,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    };
+    if record.doc.status.is_terminal() {
+        return run.conclude(&record, false).await;
+    }
+    let Some(plan) = record.plan.clone().filter(|p| p.complete()) else {
+        tracing::warn!("join of a job whose pieces are not all stored; dropping it");
+        return Outcome::Finished;
+    };
+    let counted = run.update(|r| r.plan.as_mut().map(|p| p.attempt("join")).is_some()).await;
+    let attempts = match counted {
+        Ok(Some(u)) => u.record.plan.as_ref().and_then(|p| p.attempts.get("join")).copied().unwrap_or(1),
+        Ok(None) => return Outcome::Finished,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    };
+    if attempts > run.ctx.settings.max_attempts {
+        let message = format!("joining the pieces was attempted {} times without finishing", attempts - 1);
+        return match run.fail("too-many-attempts", message).await {
+            Outcome::Finished => Outcome::DeadLetter,
+            other => other,
+        };
+    }
+    match join_pieces(run, &plan).await {
+        Ok((output, timing)) => {
+            let outcome = run
+                .finish_record(|r| {
+                    r.doc.finish_done(output.clone(), Utc::now());
+                    if let Some(p) = r.plan.as_mut() {
+                        p.running.clear();
+                        p.timings.insert("join".into(), timing);
+                    }
+                })
+                .await;
+            if let Ok(Some(r)) = run.read().await {
+                if r.doc.status != crate::domain::JobStatus::Done {
+                    // Cancelled while joining: no output stays behind.
+                    let _ = run.ctx.storage.delete(&output_key(run.client, run.id, run.options.format)).await;
+                }
+            }
+            outcome
+        }
+        Err(e) => run.settle_error(e, attempts).await,
+    }
+}
+
+async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, TaskTiming), JobError> {
+    let scratch = run.scratch()?;
+    let started = Some(Utc::now());
+    let t0 = Instant::now();
+    let dir = scratch.path();
+    let format = run.options.format;
+    let prefix = work_prefix(run.client, run.id);
+    let mut files = Vec::with_capacity(plan.pieces.len() + 1);
+    for piece in &plan.pieces {
+        files.push(piece_file(piece, format));
+    }
+    if plan.audio {
+        files.push(audio_file(format).to_string());
+    }
+    // Every part at once: the join waits for the slowest, not the sum.
+    let (prefix, storage) = (&prefix, &run.ctx.storage);
+    let fetches = files.iter().map(|file| async move {
+        match storage.download_to_file(&format!("{prefix}{file}"), &dir.join(file)).await? {
+            Some(_) => Ok(()),
+            None => {
+                Err(JobError::from(TranscodeError::Internal(format!("{file} of the job is missing from the store"))))
+            }
+        }
+    });
+    futures::future::try_join_all(fetches).await?;
+    let fetch_ms = ms_since(t0);
+    let t1 = Instant::now();
+    let entries: Vec<(String, f64)> = plan.pieces.iter().map(|p| (piece_file(p, format), p.duration_seconds)).collect();
+    let list = dir.join("pieces.ffconcat");
+    tokio::fs::write(&list, concat_list(&entries)).await.map_err(crate::storage::StoreError::Io)?;
+    let audio = plan.audio.then(|| dir.join(audio_file(format)));
+    let output = transcode::output_path(dir, format);
+    let args = transcode::join_args(&list, audio.as_deref(), format, &output);
+    run.ffmpeg(args, dir, run.stop.clone(), Quiet).await?;
+    let encode_ms = ms_since(t1);
+    let t2 = Instant::now();
+    let info = store_output(run, &output).await?;
+    Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: ms_since(t2) }))
+}
