@@ -14,8 +14,9 @@ TRANSCODER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Python packages the test suite needs (pip requirement specifiers):
 # pika and moto for the tests; kubernetes-validate and the cloudcoil models
 # (schemas of the KEDA and Prometheus Operator custom resources) for
-# scripts/validate-deploy.sh; schemathesis for scripts/schemathesis.sh (the
-# HTTP API against src/http/openapi.json); standardwebhooks to verify webhook
+# scripts/validate-deploy.sh; schemathesis for tests/api/schemathesis.rs (the
+# HTTP API against its own /openapi.json, settings in schemathesis.toml,
+# written for 4.32); standardwebhooks to verify webhook
 # signatures as a receiver would; tuspy, a resumable-upload client from
 # outside this project.
 TRANSCODER_PY_PACKAGES=(

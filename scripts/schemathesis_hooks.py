@@ -1,4 +1,5 @@
-"""Schemathesis hooks for scripts/schemathesis.sh.
+"""Schemathesis hooks of the run that schemathesis.toml describes
+(tests/api/schemathesis.rs).
 
 `POST /video/convert` takes `video/*`: a media type range, which schemathesis
 can only send as one of the concrete types it has a serializer for. The
@@ -38,10 +39,17 @@ import os
 import random
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import hypothesis.configuration
 import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.transport.serialization import Binary
+
+# Hypothesis's own files (.hypothesis/) go with the reports of the run, not
+# into the working tree.
+ROOT = Path(__file__).resolve().parent.parent
+hypothesis.configuration.set_hypothesis_home_dir(ROOT / "target" / "schemathesis" / "hypothesis")
 
 schemathesis.serializer.alias(
     ["video/mp4", "video/quicktime", "video/webm", "application/offset+octet-stream"], "application/octet-stream"
@@ -53,6 +61,10 @@ OFFSET_STREAM = "application/offset+octet-stream"
 # The first bytes of an MP4 file (ftyp box): the service sniffs them as MP4.
 MP4_SIGNATURE = b"\0\0\0\x18ftypisom\0\0\2\0isomiso2"
 UPLOAD_PATH = "/video/uploads/{id}"
+# The hooks draw from a generator of their own: Hypothesis watches the
+# `random` module's state while it draws the cases of other operations, which
+# runs at the same time on other workers.
+_rng = random.Random()
 
 
 def _call(method, path, headers, body=None):
@@ -125,24 +137,24 @@ def _is_positive(case):
 def before_call(context, case, kwargs):
     if not BASE or case.operation.path != UPLOAD_PATH or not _is_positive(case):
         return
-    if case.meta.phase.name == "stateful" or random.random() < 0.5:
+    if case.meta.phase.name == "stateful" or _rng.random() < 0.5:
         return
     method = case.method.upper()
     body = _body_bytes(case.body) if method == "PATCH" else None
-    state = random.choice(["new", "partial", "finished"])
-    aligned = body is not None and state != "finished" and random.random() < 0.5
+    state = _rng.choice(["new", "partial", "finished"])
+    aligned = body is not None and state != "finished" and _rng.random() < 0.5
     if state == "finished":
         made = _finished_upload(method)
     elif aligned:
         # Its first bytes stored (so the container is known whatever the
         # body is), and room for the body drawn: the PATCH finishes it, or
         # not.
-        room = len(body) + random.choice([0, 0, 1, 1000])
+        room = len(body) + _rng.choice([0, 0, 1, 1000])
         made = _create(len(MP4_SIGNATURE) + room, MP4_SIGNATURE)
     elif state == "partial":
-        made = _create(len(MP4_SIGNATURE) + random.randint(1, 4096), MP4_SIGNATURE)
+        made = _create(len(MP4_SIGNATURE) + _rng.randint(1, 4096), MP4_SIGNATURE)
     else:
-        made = _create(random.randint(1, 1 << 20))
+        made = _create(_rng.randint(1, 1 << 20))
     if made is None:
         return
     upload_id, offset = made

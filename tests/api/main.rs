@@ -21,6 +21,7 @@ mod push;
 mod reliability;
 mod resources;
 mod scheduling;
+mod schemathesis;
 mod split;
 mod submit_tus;
 mod topology;
