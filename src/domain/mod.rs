@@ -1,6 +1,7 @@
 //! The vocabulary of the service: ids, options, the job's status document,
 //! its record and the plan of a split job.
 
+pub mod audio;
 mod ids;
 mod job;
 mod options;

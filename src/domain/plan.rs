@@ -115,6 +115,10 @@ pub struct PlanState {
     /// The picture chain every piece applies (decided once, from the probe).
     #[serde(default)]
     pub picture: super::picture::Picture,
+    /// AAC audio encoded by the pieces, each its own time range, at this
+    /// sample rate (see [`AudioCut`]); `None`: one task encodes it whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_sample_rate: Option<u32>,
 }
 
 /// One task's wall time in milliseconds: copying in, ffmpeg (or the probe,
@@ -137,7 +141,7 @@ impl PlanState {
 
     /// Whether every piece and the audio are stored: the join may run.
     pub fn complete(&self) -> bool {
-        self.done.len() == self.pieces.len() && (self.audio_done || !self.audio)
+        self.done.len() == self.pieces.len() && (self.audio_done || !self.has_audio_task())
     }
 
     pub fn segments(&self) -> Segments {
@@ -147,7 +151,7 @@ impl PlanState {
     /// The job's progress in percent: pieces (with the running ones' share)
     /// and the audio; the join's last few percent come with `done`.
     pub fn percent(&self) -> u8 {
-        let units = self.pieces.len() as f64 + if self.audio { 1.0 } else { 0.0 };
+        let units = self.pieces.len() as f64 + if self.has_audio_task() { 1.0 } else { 0.0 };
         if units == 0.0 {
             return 0;
         }
@@ -159,6 +163,12 @@ impl PlanState {
             .sum();
         let finished = self.done.len() as f64 + if self.audio_done { 1.0 } else { 0.0 };
         (97.0 * (finished + running) / units).floor() as u8
+    }
+
+    /// Whether one task encodes the whole audio (else the pieces do, or
+    /// there is none).
+    pub fn has_audio_task(&self) -> bool {
+        self.audio && self.audio_sample_rate.is_none()
     }
 
     /// Counts a delivery of `task`; returns the count.

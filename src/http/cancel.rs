@@ -13,7 +13,7 @@ use lapin::BasicProperties;
 
 use super::status::JobPath;
 use super::{ApiError, AppState, Client};
-use crate::domain::ControlMessage;
+use crate::domain::{ControlMessage, JobStatus};
 use crate::events::{self, EventKind};
 use crate::storage::work_prefix;
 
@@ -51,6 +51,12 @@ async fn cancel(
         .ok_or_else(ApiError::job_not_found)?;
     let doc = updated.record.doc;
     if !updated.changed {
+        if doc.status == JobStatus::Cancelled {
+            // A worker that heard this request's cancellation got there
+            // first (and announced it): the cancellation took effect.
+            tracing::info!(job = %id, client = %client, "job cancelled");
+            return Ok((StatusCode::ACCEPTED, Json(doc)).into_response());
+        }
         return Err(ApiError::Conflict(format!("job {id} is already {}", doc.status.as_str())));
     }
     if let Err(e) = events::publish(&state.broker, &client, &doc, EventKind::Cancelled).await {

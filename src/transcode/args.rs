@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use super::input_restrictions;
+use crate::domain::audio::{AudioCut, AAC_FRAME};
 use crate::domain::picture::{Picture, OUTPUT_TAGS};
 use crate::domain::{JobOptions, OutputFormat, PieceSpec};
 
@@ -143,6 +144,34 @@ pub fn audio_args(media: &Media<'_>, output: &Path) -> Vec<String> {
     args
 }
 
+/// One piece's range of the audio, as AAC in ADTS framing: the input's
+/// audio decoded from its start (cheap) and trimmed to exact samples, so the
+/// packets line up with every other piece's (see [`AudioCut`]).
+pub fn audio_part_args(media: &Media<'_>, cut: &AudioCut, output: &Path) -> Vec<String> {
+    let mut args = head(media, None);
+    let end = cut.end_sample.map(|e| format!(":end_sample={e}")).unwrap_or_default();
+    let trim = format!("atrim=start_sample={}{end},asetpts=N/SR/TB", cut.first_sample);
+    args.extend(strings(&["-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1", "-af"]));
+    args.push(trim);
+    args.extend(audio(OutputFormat::Mp4));
+    args.extend(threads(media.threads));
+    args.extend(strings(&["-f", "adts"]));
+    args.push(output.display().to_string());
+    args
+}
+
+/// The audio a join muxes in.
+#[derive(Debug, Clone, Copy)]
+pub enum JoinAudio<'a> {
+    None,
+    /// Encoded whole, in the output's container.
+    Whole(&'a Path),
+    /// The pieces' AAC packets end to end (ADTS) at this sample rate; its
+    /// first packet is the encoder's priming, which the output's edit list
+    /// skips.
+    Packets(&'a Path, u32),
+}
+
 /// The concat demuxer's list: each piece with its exact duration (MP4
 /// stores piece durations in milliseconds; without these lines the joins
 /// drift at 29.97 fps).
@@ -155,10 +184,22 @@ pub fn concat_list(pieces: &[(String, f64)]) -> String {
 }
 
 /// Concatenates the pieces (stream copy) and muxes the audio.
-pub fn join_args(list: &Path, audio_file: Option<&Path>, format: OutputFormat, output: &Path) -> Vec<String> {
+pub fn join_args(list: &Path, audio: JoinAudio<'_>, format: OutputFormat, output: &Path) -> Vec<String> {
     let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-protocol_whitelist", "file", "-f", "concat"]);
     args.push("-i".into());
     args.push(list.display().to_string());
+    let audio_file = match audio {
+        JoinAudio::None => None,
+        JoinAudio::Whole(file) => Some(file),
+        JoinAudio::Packets(file, rate) => {
+            // The priming packet starts before zero: the muxer writes the
+            // edit list that skips it, as it does for a whole encode.
+            args.push("-itsoffset".into());
+            args.push(format!("-{:.6}", AAC_FRAME as f64 / f64::from(rate)));
+            args.extend(strings(&["-f", "aac"]));
+            Some(file)
+        }
+    };
     if let Some(audio_file) = audio_file {
         args.extend(strings(&["-protocol_whitelist", "file", "-i"]));
         args.push(audio_file.display().to_string());

@@ -12,13 +12,20 @@ use std::time::Duration;
 use crate::domain::picture as color;
 use crate::domain::OutputFormat;
 
+pub mod adts;
 mod args;
 pub mod child;
 mod probe;
 mod run;
-pub use args::{audio_args, concat_list, ffmpeg_args, join_args, piece_args, whole_args, Media};
+pub use args::{
+    audio_args, audio_part_args, concat_list, ffmpeg_args, join_args, piece_args, whole_args, JoinAudio, Media,
+};
 pub use probe::{count_frames, frame_times, interlaced, parse_probe, probe, MediaInfo};
 pub use run::{classify_failure, parse_clock, run_ffmpeg, Progress};
+
+/// The sample rates of ffmpeg's AAC encoder (it resamples others).
+pub const AAC_SAMPLE_RATES: [u32; 13] =
+    [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 
 /// Environment ffmpeg and ffprobe see: nothing of the service's.
 const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";

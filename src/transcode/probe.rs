@@ -17,6 +17,8 @@ pub struct MediaInfo {
     pub height: u32,
     pub video_codec: String,
     pub audio_codec: Option<String>,
+    /// The first audio stream's sample rate.
+    pub audio_sample_rate: Option<u32>,
     /// Where the input's timeline starts (what `-ss` counts from).
     pub start_seconds: f64,
     /// The video stream's colour.
@@ -46,6 +48,7 @@ struct ProbeStream {
     color_space: Option<String>,
     color_range: Option<String>,
     field_order: Option<String>,
+    sample_rate: Option<String>,
     #[serde(default)]
     side_data_list: Vec<ProbeSideData>,
 }
@@ -92,6 +95,7 @@ pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, TranscodeError> {
         height: video.height.unwrap_or(0),
         video_codec: video.codec_name.clone().unwrap_or_default(),
         audio_codec: audio.and_then(|a| a.codec_name.clone()),
+        audio_sample_rate: audio.and_then(|a| a.sample_rate.as_deref()).and_then(|r| r.parse().ok()),
         color: Color::from_probe(
             video.color_primaries.as_deref(),
             video.color_transfer.as_deref(),

@@ -7,9 +7,10 @@ use tokio::time::Instant;
 use super::common::{AsyncReport, JobError, Quiet, Run};
 use super::measure::{estimate, fraction, ms_since};
 use super::split::Part;
+use crate::domain::audio::AudioCut;
 use crate::domain::picture::Picture;
 use crate::domain::{Container, JobRecord, OutputFormat, TaskTiming};
-use crate::transcode::{self, TranscodeError};
+use crate::transcode::{self, adts, TranscodeError};
 
 /// Copies the plan's progress into the document and, at most once a second
 /// for the whole job (whichever worker reports), stamps a progress event.
@@ -34,6 +35,7 @@ pub(super) async fn encode_part(
     part: &Part<'_>,
     picture: &Picture,
     key: &str,
+    audio: Option<(AudioCut, String)>,
 ) -> Result<TaskTiming, JobError> {
     let scratch = run.scratch()?;
     let started = Some(Utc::now());
@@ -66,6 +68,13 @@ pub(super) async fn encode_part(
                 ))
                 .into());
             }
+            if let Some((cut, _)) = &audio {
+                let encoded = scratch.path().join("audio-part.adts");
+                let args = transcode::audio_part_args(&media, cut, &encoded);
+                run.ffmpeg(args, scratch.path(), run.stop.clone(), Quiet).await?;
+                let packets = adts::cut(&tokio::fs::read(&encoded).await?, cut);
+                tokio::fs::write(scratch.path().join("audio-part.aac"), packets).await?;
+            }
         }
         Part::Audio => {
             let args = transcode::audio_args(&media, &output);
@@ -80,6 +89,9 @@ pub(super) async fn encode_part(
     let encode_ms = ms_since(t1);
     let t2 = Instant::now();
     run.ctx.storage.put_file(key, &output, content_type).await?;
+    if let Some((_, audio_key)) = &audio {
+        run.ctx.storage.put_file(audio_key, &scratch.path().join("audio-part.aac"), "audio/aac").await?;
+    }
     Ok(TaskTiming { started, fetch_ms, encode_ms, store_ms: ms_since(t2) })
 }
 

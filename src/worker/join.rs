@@ -7,11 +7,11 @@ use tokio::time::Instant;
 
 use super::common::{JobError, Outcome, Quiet, Run};
 use super::measure::ms_since;
-use super::split::{audio_file, piece_file};
+use super::split::{audio_file, audio_part_file, piece_file};
 use super::whole::store_output;
 use crate::domain::{OutputInfo, PlanState, TaskTiming};
-use crate::storage::{output_key, work_prefix};
-use crate::transcode::{self, concat_list, TranscodeError};
+use crate::storage::{output_key, work_prefix, StoreError};
+use crate::transcode::{self, concat_list, JoinAudio, TranscodeError};
 
 /// Joins the job's stored pieces once they are all there.
 pub async fn join(run: &Run<'_>) -> Outcome {
@@ -74,7 +74,9 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, Tas
     for piece in &plan.pieces {
         files.push(piece_file(piece, format));
     }
-    if plan.audio {
+    if plan.audio_sample_rate.is_some() {
+        files.extend(plan.pieces.iter().map(audio_part_file));
+    } else if plan.audio {
         files.push(audio_file(format).to_string());
     }
     // Every part at once: the join waits for the slowest, not the sum.
@@ -92,10 +94,25 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, Tas
     let t1 = Instant::now();
     let entries: Vec<(String, f64)> = plan.pieces.iter().map(|p| (piece_file(p, format), p.duration_seconds)).collect();
     let list = dir.join("pieces.ffconcat");
-    tokio::fs::write(&list, concat_list(&entries)).await.map_err(crate::storage::StoreError::Io)?;
-    let audio = plan.audio.then(|| dir.join(audio_file(format)));
+    tokio::fs::write(&list, concat_list(&entries)).await.map_err(StoreError::Io)?;
+    let whole_audio = dir.join(audio_file(format));
+    let packets = dir.join("audio.aac");
+    let audio = match plan.audio_sample_rate {
+        Some(rate) => {
+            // Each piece kept exactly its own packets: end to end they are the stream.
+            let mut joined = Vec::new();
+            for piece in &plan.pieces {
+                let part = tokio::fs::read(dir.join(audio_part_file(piece))).await.map_err(StoreError::Io)?;
+                joined.extend_from_slice(&part);
+            }
+            tokio::fs::write(&packets, joined).await.map_err(StoreError::Io)?;
+            JoinAudio::Packets(&packets, rate)
+        }
+        None if plan.audio => JoinAudio::Whole(&whole_audio),
+        None => JoinAudio::None,
+    };
     let output = transcode::output_path(dir, format);
-    let args = transcode::join_args(&list, audio.as_deref(), format, &output);
+    let args = transcode::join_args(&list, audio, format, &output);
     run.ffmpeg(args, dir, run.stop.clone(), Quiet).await?;
     let encode_ms = ms_since(t1);
     let t2 = Instant::now();

@@ -22,6 +22,11 @@ pub(super) fn piece_file(piece: &PieceSpec, format: OutputFormat) -> String {
     format!("{}.{}", piece.name(), format.extension())
 }
 
+/// A piece's range of the audio, when the pieces carry it.
+pub(super) fn audio_part_file(piece: &PieceSpec) -> String {
+    format!("{}.aac", piece.name())
+}
+
 pub(super) fn audio_file(format: OutputFormat) -> &'static str {
     match format {
         OutputFormat::Mp4 => "audio.m4a",
@@ -47,6 +52,11 @@ pub async fn plan(
     }
     tracing::info!(pieces = pieces.len(), frames = times.len(), "splitting the job");
     let mut plan = PlanState::new(pieces, info.audio_codec.is_some());
+    // AAC audio is encoded by the pieces, each its own range (packets that
+    // join without a seam); Opus, and rates AAC does not have, by one task.
+    if plan.audio && run.options.format == OutputFormat::Mp4 {
+        plan.audio_sample_rate = info.audio_sample_rate.filter(|r| transcode::AAC_SAMPLE_RATES.contains(r));
+    }
     plan.picture = picture.clone();
     let encode_ms = ms_since(probing);
     let started = Some(Utc::now() - chrono::Duration::milliseconds((fetch_ms + encode_ms) as i64));
@@ -84,7 +94,7 @@ async fn publish_plan(run: &Run<'_>, container: Container, record: &JobRecord) -
     let (id, client, options) = (run.id, run.client.clone(), run.options.clone());
     // The audio first: it is the longest task (the whole input's length),
     // so a worker starts it at once while the others take the pieces.
-    if plan.audio && !plan.audio_done {
+    if plan.has_audio_task() && !plan.audio_done {
         let task = Task::Audio { id, client: client.clone(), options: options.clone(), container };
         task.publish(&run.ctx.broker, run.priority, &run.trace).await?;
     }
@@ -185,7 +195,13 @@ async fn part(run: &Run<'_>, container: Container, part: Part<'_>) -> Outcome {
     tracing::info!(attempt = attempts, "encoding {name}");
     let key = format!("{}{}", work_prefix(run.client, run.id), part.file(run.options.format));
     let picture = record.plan.as_ref().map(|p| p.picture.clone()).unwrap_or_default();
-    let timing = match encode_part(run, container, &part, &picture, &key).await {
+    let audio = match (&part, record.plan.as_ref()) {
+        (Part::Piece(piece), Some(plan)) => plan
+            .audio_cut(piece.index)
+            .map(|cut| (cut, format!("{}{}", work_prefix(run.client, run.id), audio_part_file(piece)))),
+        _ => None,
+    };
+    let timing = match encode_part(run, container, &part, &picture, &key, audio).await {
         Ok(t) => t,
         Err(e) => return run.settle_error(e, attempts).await,
     };

@@ -88,8 +88,8 @@ fn video_pts(path: &Path) -> Vec<f64> {
     pts
 }
 
-/// Seconds of audio, from decoded samples.
-fn audio_seconds(path: &Path) -> f64 {
+/// The first audio stream decoded to mono 48 kHz samples.
+fn audio_samples(path: &Path) -> Vec<f64> {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
@@ -97,7 +97,42 @@ fn audio_seconds(path: &Path) -> f64 {
         .output()
         .unwrap();
     assert!(out.status.success());
-    out.stdout.len() as f64 / 2.0 / 48000.0
+    out.stdout.chunks_exact(2).map(|b| f64::from(i16::from_le_bytes([b[0], b[1]]))).collect()
+}
+
+/// The source's audio encoded whole, bare, with the service's settings for
+/// `output`'s format: what the split output's audio should sound like.
+fn reference_audio(source: &Path, output: &Path, dir: &Path) -> PathBuf {
+    let webm = output.extension().is_some_and(|e| e == "webm");
+    let (codec, rate, file) = if webm { ("libopus", "96k", "ref.webm") } else { ("aac", "128k", "ref.m4a") };
+    let reference = dir.join(file);
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(source)
+        .args(["-map", "0:a:0", "-ac", "2", "-c:a", codec, "-b:a", rate])
+        .arg(&reference)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    reference
+}
+
+/// The lowest signal-to-noise ratio (dB) of `output`'s audio against
+/// `source`'s over 20 ms windows, and where (seconds): a gap, a click or a
+/// shift by one AAC frame at a join drops it far below the codec's noise.
+/// The first and last 100 ms (edge effects of resampling) are left out.
+fn worst_audio_snr(output: &[f64], source: &[f64]) -> (f64, f64) {
+    const WINDOW: usize = 960;
+    let n = output.len().min(source.len());
+    (4800..n.saturating_sub(4800))
+        .step_by(WINDOW)
+        .map(|at| {
+            let end = (at + WINDOW).min(n);
+            let signal: f64 = source[at..end].iter().map(|s| s * s).sum();
+            let noise: f64 = (at..end).map(|i| (source[i] - output[i]).powi(2)).sum::<f64>().max(1e-9);
+            (10.0 * (signal / noise).log10(), at as f64 / 48000.0)
+        })
+        .fold((f64::MAX, 0.0), |a, b| if b.0 < a.0 { b } else { a })
 }
 
 /// Per-frame PSNR (dB) of `output` against `source`.
@@ -137,8 +172,11 @@ fn assert_frame_exact(output: &Path, source: &Path, dir: &Path) {
     assert!(steps.iter().all(|s| (s - 0.04).abs() < 1e-4), "frame spacing across the joins: {steps:?}");
     let video_end = pts.last().unwrap() - pts[0] + 0.04;
     assert!((video_end - 24.0).abs() <= 0.04, "video lasts {video_end}");
-    let audio = audio_seconds(output);
+    let samples = audio_samples(output);
+    let audio = samples.len() as f64 / 48000.0;
     assert!((audio - 24.0).abs() <= 0.025, "audio lasts {audio}");
+    let (snr, snr_at) = worst_audio_snr(&samples, &audio_samples(&reference_audio(source, output, dir)));
+    assert!(snr >= 20.0, "the audio at {snr_at:.3} s is {snr:.1} dB from an unsplit encode's (a seam?)");
     let psnr = psnr_per_frame(output, source, dir);
     assert_eq!(psnr.len(), 600);
     let (worst, at) =
@@ -146,7 +184,7 @@ fn assert_frame_exact(output: &Path, source: &Path, dir: &Path) {
     assert!(worst >= 30.0, "frame {at} has PSNR {worst:.1} dB against the source");
     let mean = psnr.iter().sum::<f64>() / psnr.len() as f64;
     eprintln!(
-        "split output {}: {} frames, video {video_end:.3} s, audio {audio:.4} s, PSNR min {worst:.2} mean {mean:.2} dB",
+        "split output {}: {} frames, video {video_end:.3} s, audio {audio:.4} s (SNR min {snr:.1} dB at {snr_at:.2} s), PSNR min {worst:.2} mean {mean:.2} dB",
         output.display(),
         pts.len()
     );
