@@ -19,6 +19,7 @@ pub mod serve;
 mod sse;
 mod status;
 pub mod tus;
+mod upload;
 
 use std::sync::Arc;
 

@@ -19,9 +19,9 @@ use tracing::Instrument;
 use protocol::*;
 
 use super::body::idle_limited;
-use super::convert::{declared_length, reservation};
 use super::intake::{self, Intake};
 use super::locks::Held;
+use super::upload::{declared_length, reservation};
 use super::{ApiError, AppState, Client};
 use crate::domain::{ClientId, JobId};
 use crate::trace::TraceParent;
@@ -212,7 +212,7 @@ async fn receive(
             if let Err(e) = state.uploads.remove(&client, &before).await {
                 tracing::error!(error = %e, "could not remove an upload that is not a video");
             }
-            return Err(super::convert::not_video());
+            return Err(super::upload::not_video());
         }
         Err(AppendError::Conflict) => {
             return Err(ApiError::Conflict("the upload's offset moved meanwhile; HEAD it and continue".into()))
@@ -237,7 +237,7 @@ async fn receive(
 /// one an earlier request made).
 async fn complete(state: &AppState, client: &ClientId, upload: &Upload, trace: &TraceParent) -> Result<(), ApiError> {
     if state.jobs.read(client, upload.id).await?.is_none() {
-        let container = upload.container.ok_or_else(super::convert::not_video)?;
+        let container = upload.container.ok_or_else(super::upload::not_video)?;
         let intake = Intake {
             id: upload.id,
             options: &upload.options,
