@@ -2,6 +2,7 @@
 //! document, publish the job with a confirmed, routed publish, then 202.
 //! If any step fails, what earlier steps made is removed again.
 
+mod docs;
 mod form;
 mod store;
 
@@ -11,28 +12,35 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::body::idle_limited;
 use super::idempotency::{self, Claim};
 use super::intake::{self, remove_quietly, Intake};
+use super::openapi::parts::{mp4_padded, Binary, MP4_SIGNATURE};
+use super::openapi::problems::{
+    BadRequest, IdempotencyConflict, InternalError, PayloadTooLarge, TooManyRequests, Unauthorized, Unavailable,
+    UnprocessableEntity, UnsupportedMediaType,
+};
 use super::status::{estimate_queued, load_job};
 use super::upload::{clean_filename, declared_length, reservation};
 use super::{ApiError, AppState, Client};
 use crate::domain::{ClientId, JobId, JobOptions, OptionError};
 use crate::storage::input_key;
 use crate::trace::TraceParent;
+use docs::{Accepted, ConvertForm, ConvertQuery, IdempotencyKey};
 use form::{from_multipart, malformed_multipart};
 use store::{store_input, Sink, StoredInput};
 
-pub fn router() -> Router<AppState> {
+pub fn routes() -> OpenApiRouter<AppState> {
     // The body is streamed and counted against `http.max_upload_bytes` here,
     // so axum's own (buffering) limit is off.
-    Router::new().route("/video/convert", post(convert).layer(DefaultBodyLimit::disable()))
+    OpenApiRouter::new().routes(routes!(convert).layer(DefaultBodyLimit::disable()))
 }
 
 impl From<OptionError> for ApiError {
@@ -45,6 +53,46 @@ impl From<OptionError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/video/convert",
+    operation_id = "convertVideo",
+    tag = "jobs",
+    summary = "Enqueue a transcoding job",
+    description = "Streams the video to the store, writes the status document, publishes the job with a confirmed publish, then answers 202. Options come as query parameters or multipart text fields. The container is sniffed from the first bytes, never taken from a name.",
+    params(ConvertQuery, IdempotencyKey),
+    request_body(
+        content(
+            (inline(Binary) = "video/*", examples(
+                ("mp4-signature-only" = (summary = "an MP4 signature alone (24 bytes)", value = json!(MP4_SIGNATURE))),
+                ("mp4-signature-padded" = (summary = "an MP4 signature padded to 624 bytes", value = json!(mp4_padded())))
+            )),
+            (inline(Binary) = "application/octet-stream", examples(
+                ("mp4-signature-only" = (summary = "an MP4 signature alone (24 bytes)", value = json!(MP4_SIGNATURE))),
+                ("mp4-signature-padded" = (summary = "an MP4 signature padded to 624 bytes", value = json!(mp4_padded())))
+            )),
+            (inline(ConvertForm) = "multipart/form-data",
+                encoding(("file" = (content_type = "video/*, application/octet-stream"))),
+                examples(
+                    ("mp4-signature-only" = (value = json!({"file": MP4_SIGNATURE, "format": "webm"}))),
+                    ("mp4-signature-padded" = (value = json!({"file": mp4_padded(), "height": 360, "priority": 7})))
+                )
+            )
+        )
+    ),
+    responses(
+        Accepted,
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 409, response = IdempotencyConflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn convert(State(state): State<AppState>, Client(client): Client, req: Request) -> Result<Response, ApiError> {
     // The work runs in its own task: if the client goes away mid-upload, the
     // task still sees the body fail and cleans up after itself.
