@@ -15,7 +15,7 @@ TRANSCODER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # pika and moto for the tests; kubernetes-validate and the cloudcoil models
 # (schemas of the KEDA and Prometheus Operator custom resources) for
 # scripts/validate-deploy.sh; schemathesis for scripts/schemathesis.sh (the
-# HTTP API against src/http/openapi.json); standardwebhooks to verify webhook
+# HTTP API against its served /openapi.json); standardwebhooks to verify webhook
 # signatures as a receiver would; tuspy, a resumable-upload client from
 # outside this project.
 TRANSCODER_PY_PACKAGES=(
