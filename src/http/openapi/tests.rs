@@ -6,7 +6,8 @@
 //! its answer. A request reaches a handler when a route took it and the
 //! answer is not the route's 405 fallback (no handler answers 405); one
 //! that no route takes reaches the router's 404 fallback, without a route.
-//! The broker and the store are not there, so the handlers answer at once.
+//! The broker and the store are not there: the handlers end in refusals or
+//! 503s (within seconds, the store client's retries).
 //! The paths to try are the document's and the router's own (from its
 //! `Debug` form: axum has no other way to list them); each is tried with
 //! every method.
