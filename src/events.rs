@@ -18,6 +18,9 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 5] =
+        [EventKind::Started, EventKind::Progress, EventKind::Completed, EventKind::Failed, EventKind::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Started => "started",

@@ -9,6 +9,19 @@ use uuid::Uuid;
 #[serde(transparent)]
 pub struct JobId(Uuid);
 
+impl utoipa::PartialSchema for JobId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
+        super::schema::matching(format!("^{}$", super::schema::UUID))
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .description(Some("A UUIDv7, canonical lower-case hyphenated form."))
+            .examples(["0190c8e4-7b4a-7c2e-9a51-3f2d1c0b9e77"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for JobId {}
+
 impl JobId {
     pub fn new() -> JobId {
         JobId(Uuid::now_v7())

@@ -1,11 +1,12 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 
-use super::{ClientId, JobId, JobOptions, OutputFormat};
+use super::{ClientId, ErrorInfo, InputInfo, JobId, JobOptions, Links, OutputFormat, OutputInfo, Segments};
 
 /// Where a job is in its life. It moves forward only, except
 /// `processing` → `queued` when a job is requeued after a worker was lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
@@ -16,6 +17,9 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 5] =
+        [JobStatus::Queued, JobStatus::Processing, JobStatus::Done, JobStatus::Failed, JobStatus::Cancelled];
+
     pub fn is_terminal(self) -> bool {
         matches!(self, JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled)
     }
@@ -44,97 +48,52 @@ fn rfc3339_required<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::
 
 /// The status document: what `GET /video/status/{id}` returns, what events
 /// carry, and the store of record at `jobs/<client>/<id>.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schema(
+    as = StatusDocument,
+    description = "The status of one job. Every field is always present; absent values are `null`."
+)]
 pub struct StatusDoc {
     pub id: JobId,
     pub status: JobStatus,
+    /// 0–9; higher runs first.
+    #[schema(minimum = 0, maximum = 9)]
     pub priority: u8,
     pub format: OutputFormat,
+    /// The requested output height; `null` = the input's height.
+    #[schema(required = true, minimum = 16, maximum = 4320, multiple_of = 2)]
     pub height: Option<u32>,
+    /// Never decreases; 100 only when `done`.
+    #[schema(minimum = 0, maximum = 100)]
     pub progress_percent: u8,
     #[serde(serialize_with = "rfc3339_required")]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")]
     pub submitted_utc_time: DateTime<Utc>,
+    /// Start of the latest attempt.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(required = true, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")]
     pub started_utc_time: Option<DateTime<Utc>>,
     #[serde(serialize_with = "rfc3339")]
+    #[schema(required = true, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")]
     pub completed_utc_time: Option<DateTime<Utc>>,
+    /// `null` when the service has no estimate.
     #[serde(serialize_with = "rfc3339")]
+    #[schema(required = true, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")]
     pub estimated_completion_utc_time: Option<DateTime<Utc>>,
+    /// Deliveries to a worker so far.
+    #[schema(minimum = 0)]
     pub attempt: u32,
     pub input: InputInfo,
+    #[schema(required = true)]
     pub output: Option<OutputInfo>,
+    #[schema(required = true)]
     pub error: Option<ErrorInfo>,
     /// Pieces of a split job; `null` for a job encoded in one piece.
     #[serde(default)]
+    #[schema(required = true)]
     pub segments: Option<Segments>,
     pub links: Links,
-}
-
-/// How far a split job's pieces are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segments {
-    pub total: u32,
-    pub done: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct InputInfo {
-    pub filename: Option<String>,
-    pub size_bytes: u64,
-    pub content_type: String,
-    /// The input's colour as ffprobe reads it; `null` until a worker probed it.
-    #[serde(default)]
-    pub color: Option<Color>,
-}
-
-/// A video stream's colour, as ffprobe names it (`null` where the stream
-/// does not say).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Color {
-    pub primaries: Option<String>,
-    pub transfer: Option<String>,
-    pub matrix: Option<String>,
-    pub range: Option<String>,
-    /// A high-dynamic-range transfer (PQ or HLG), or Dolby Vision.
-    pub hdr: bool,
-}
-
-/// The result as ffprobe reads it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct OutputInfo {
-    pub format: OutputFormat,
-    pub content_type: String,
-    pub size_bytes: u64,
-    pub duration_seconds: f64,
-    pub width: u32,
-    pub height: u32,
-    pub video_codec: String,
-    pub audio_codec: Option<String>,
-    /// The colour the output really has, read back from it.
-    #[serde(default)]
-    pub color: Option<Color>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorInfo {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Links {
-    #[serde(rename = "self")]
-    pub self_: String,
-    pub download: String,
-}
-
-impl Links {
-    pub fn for_job(id: JobId) -> Links {
-        Links { self_: format!("/video/status/{id}"), download: format!("/video/download/{id}") }
-    }
 }
 
 impl StatusDoc {

@@ -4,11 +4,14 @@
 pub mod audio;
 mod ids;
 mod job;
+mod media;
 mod options;
 pub mod picture;
 pub mod plan;
+pub mod schema;
 
 pub use ids::{ClientId, JobId};
-pub use job::{Color, ControlMessage, ErrorInfo, InputInfo, JobStatus, Links, OutputInfo, Segments, StatusDoc};
+pub use job::{ControlMessage, JobStatus, StatusDoc};
+pub use media::{Color, ErrorInfo, InputInfo, Links, OutputInfo, Segments};
 pub use options::{Container, JobOptions, OptionError, OutputFormat};
 pub use plan::{JobRecord, PieceSpec, PlanState, TaskTiming};

@@ -1,8 +1,9 @@
 use serde::{Deserialize, Serialize};
 
-/// Output presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Output presets: `mp4` = H.264/AAC, `webm` = VP9/Opus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = Format)]
 pub enum OutputFormat {
     /// H.264/AAC in MP4 with faststart.
     Mp4,
@@ -11,6 +12,8 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
+    pub const ALL: [OutputFormat; 2] = [OutputFormat::Mp4, OutputFormat::Webm];
+
     pub fn extension(self) -> &'static str {
         match self {
             OutputFormat::Mp4 => "mp4",
@@ -110,6 +113,19 @@ pub enum Container {
 }
 
 impl Container {
+    pub const ALL: [Container; 10] = [
+        Container::Mp4,
+        Container::Quicktime,
+        Container::Matroska,
+        Container::Webm,
+        Container::Avi,
+        Container::MpegTs,
+        Container::MpegPs,
+        Container::Flv,
+        Container::Ogg,
+        Container::Asf,
+    ];
+
     /// The ffmpeg demuxer that reads this container.
     pub fn demuxer(self) -> &'static str {
         match self {

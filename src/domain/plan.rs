@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::job::{Segments, StatusDoc};
+use super::{Segments, StatusDoc};
 
 /// One piece of a split job: an exact frame range of the input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,21 +6,40 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::delete;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use lapin::BasicProperties;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::status::JobPath;
+use super::openapi::problems::{AlreadyFinished, InternalError, JobNotFound, Unauthorized, Unavailable};
+use super::status::{JobIdParam, JobPath};
 use super::{ApiError, AppState, Client};
 use crate::domain::{ControlMessage, JobStatus};
 use crate::events::{self, EventKind};
 use crate::storage::work_prefix;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/video/status/{id}", delete(cancel))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(cancel))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/video/status/{id}",
+    operation_id = "cancelJob",
+    tag = "jobs",
+    summary = "Cancel the job",
+    description = "A queued job never runs and is `cancelled` at once; a processing job's ffmpeg is stopped and its worker records `cancelled`.",
+    params(JobIdParam),
+    responses(
+        (status = 202, description = "Cancellation accepted; the status document as it is now.", body = crate::domain::StatusDoc),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = JobNotFound),
+        (status = 409, response = AlreadyFinished),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     Client(client): Client,

@@ -5,19 +5,45 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
 use tokio_util::io::ReaderStream;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::status::{load_job, JobPath};
+use std::collections::BTreeMap;
+
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{RefOr, Response as ResponseDoc, ResponseBuilder};
+
+use super::openapi::parts;
+use super::openapi::problems::{InternalError, NoResult, RangeNotSatisfiable, Unauthorized, Unavailable};
+use super::status::{load_job, JobIdParam, JobPath};
 use super::{ApiError, AppState, Client};
-use crate::domain::JobStatus;
+use crate::domain::schema::{matching, one_of, UUID};
+use crate::domain::{JobStatus, OutputFormat};
 use crate::storage::output_key;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/video/download/{id}", get(download))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(download))
 }
 
+#[utoipa::path(
+    get,
+    path = "/video/download/{id}",
+    operation_id = "downloadResult",
+    tag = "jobs",
+    summary = "The result",
+    security((), ("bearer" = []), ("api_key" = [])),
+    params(JobIdParam, RangeParam),
+    responses(
+        Output,
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NoResult),
+        (status = 416, response = RangeNotSatisfiable),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn download(
     State(state): State<AppState>,
     Client(client): Client,
@@ -64,6 +90,48 @@ async fn download(
     }
     let body = Body::from_stream(ReaderStream::new(object.body.into_async_read()));
     response.body(body).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// `Range`, in the document.
+struct RangeParam;
+
+impl utoipa::IntoParams for RangeParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let about = "One byte range (RFC 9110): `bytes=0-1023`, `bytes=1024-` or `bytes=-512` gives 206, or 416 when it starts past the end. A value that is not a `bytes=` range is ignored (200).";
+        let range =
+            parts::param("Range", ParameterIn::Header, false, ObjectBuilder::new().schema_type(Type::String), about);
+        let range = parts::with_examples(range, parts::range_examples());
+        vec![range]
+    }
+}
+
+/// The 200 and 206 of a download.
+struct Output;
+
+impl utoipa::IntoResponses for Output {
+    fn responses() -> BTreeMap<String, RefOr<ResponseDoc>> {
+        let id_file = format!(
+            "^attachment; filename=\"{UUID}\\.({})\"$",
+            OutputFormat::ALL.map(OutputFormat::extension).join("|")
+        );
+        let answer = |description: &str| {
+            let mut r = ResponseBuilder::new()
+                .description(description)
+                .header("Content-Length", parts::required(parts::header(parts::integer(0), None)))
+                .header("ETag", parts::required(parts::header(matching("^(W/)?\"[^\"]*\"$"), None)))
+                .header("Accept-Ranges", parts::required(parts::header(one_of(["bytes"]), None)))
+                .header("Content-Disposition", parts::required(parts::header(matching(id_file.clone()), None)));
+            for format in OutputFormat::ALL {
+                let media = ObjectBuilder::new().schema_type(Type::String).content_media_type(format.content_type());
+                r = r.content(format.content_type(), parts::content(media));
+            }
+            r
+        };
+        let whole = answer("The whole output, streamed from the store.");
+        let part = answer("The requested range.")
+            .header("Content-Range", parts::required(parts::header(matching("^bytes [0-9]+-[0-9]+/[0-9]+$"), None)));
+        [("200".to_string(), whole.build().into()), ("206".to_string(), part.build().into())].into()
+    }
 }
 
 /// A single byte range as a client asks for it.

@@ -3,13 +3,35 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::domain::JobId;
 use crate::queue::BrokerError;
 use crate::storage::StoreError;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// An RFC 9457 problem document with a stable `code`.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Problem {
+    /// `/problems/{code}`.
+    #[serde(rename = "type")]
+    #[schema(rename = "type", format = "uri-reference", pattern = "^/problems/[a-z]+(-[a-z]+)*$")]
+    pub kind: String,
+    /// The status code's reason phrase.
+    pub title: &'static str,
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    #[schema(min_length = 1)]
+    pub detail: String,
+    // One of the codes of `crate::codes::PROBLEMS`.
+    #[schema(schema_with = problem_code)]
+    pub code: &'static str,
+}
+
+fn problem_code() -> utoipa::openapi::schema::Object {
+    crate::domain::schema::one_of(crate::codes::PROBLEMS.map(|(_, code)| code)).build()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -99,14 +121,15 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = json!({
-            "type": format!("/problems/{code}"),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-            "code": code,
-        });
-        let mut response = (status, body.to_string()).into_response();
+        let body = Problem {
+            kind: format!("/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            code,
+        };
+        let body = serde_json::to_string(&body).expect("problem documents serialize");
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         match &self {

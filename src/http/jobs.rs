@@ -4,12 +4,16 @@
 //! previous page's last key (`start-after`), never a scan from the start.
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::problems::{BadRequest, InternalError, Unauthorized, Unavailable, UnprocessableEntity};
 use super::{ApiError, AppState, Client};
 use crate::domain::{ClientId, JobId, JobStatus, StatusDoc};
 use crate::storage::status_key;
@@ -22,8 +26,36 @@ const SCAN_LIMIT: usize = 5000;
 /// Status documents read at once.
 const READ_AHEAD: usize = 16;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/video/jobs", get(list))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
+}
+
+/// The query of `GET /video/jobs`, in the document; [`Filter::parse`]
+/// reads it (and refuses unknown parameters).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ListQuery {
+    /// Only jobs in these statuses (comma-separated).
+    #[param(pattern = "^(queued|processing|done|failed|cancelled)(,(queued|processing|done|failed|cancelled))*$")]
+    status: Option<String>,
+    /// Only jobs submitted at or after this time.
+    since: Option<DateTime<Utc>>,
+    /// Jobs per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
+    limit: Option<u16>,
+    /// The previous page's `next-page-token`.
+    page_token: Option<JobId>,
+}
+
+/// A page of the client's jobs.
+#[derive(Serialize, ToSchema)]
+struct JobList {
+    jobs: Vec<StatusDoc>,
+    /// The `page_token` of the next page; `null` at the end.
+    #[serde(rename = "next-page-token")]
+    #[schema(value_type = Option<JobId>, required = true)]
+    next_page_token: Option<String>,
 }
 
 /// The query, checked.
@@ -95,11 +127,28 @@ impl Filter {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/video/jobs",
+    operation_id = "listJobs",
+    tag = "jobs",
+    summary = "The client's own jobs, oldest first",
+    description = "Pages neither repeat nor skip a job: pass `next-page-token` as `page_token` for the next page. A page may hold fewer than `limit` jobs when a filter matches few of the records read for it (at most 5000 per page); only a null `next-page-token` means the end.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of status documents.", body = JobList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = UnprocessableEntity),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     Client(client): Client,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobList>, ApiError> {
     let Query(pairs) =
         query.map_err(|e| ApiError::BadRequest { code: "bad-request", detail: format!("query string: {e}") })?;
     let filter = Filter::parse(&pairs)?;
@@ -134,7 +183,7 @@ async fn list(
         }
     }
     .map(str::to_string);
-    Ok(Json(json!({ "jobs": jobs, "next-page-token": next })))
+    Ok(Json(JobList { jobs, next_page_token: next }))
 }
 
 async fn read(storage: crate::storage::Storage, key: String) -> Result<Option<StatusDoc>, crate::storage::StoreError> {

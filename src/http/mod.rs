@@ -12,6 +12,7 @@ mod idempotency;
 mod intake;
 mod jobs;
 pub mod locks;
+pub mod openapi;
 mod ops;
 mod quota;
 mod redact;
@@ -19,10 +20,12 @@ pub mod serve;
 mod sse;
 mod status;
 pub mod tus;
+mod upload;
 
 use std::sync::Arc;
 
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Settings;
 use crate::queue::Broker;
@@ -52,25 +55,58 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
+/// The routes of [`table`].
+struct Table {
+    /// Counted in the metrics, with the problem-document fallbacks.
+    api: OpenApiRouter<AppState>,
+    /// Liveness and readiness, outside both.
+    probes: OpenApiRouter<AppState>,
+}
+
+/// Every route of the API, each with its OpenAPI operation (`#[utoipa::path]`
+/// on its handler, registered with `utoipa_axum::routes!`): the router and
+/// the document are built from this one table. `tus_layers` wraps the
+/// resumable-upload routes in their protocol and CORS layers.
+fn table(tus_layers: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>) -> Table {
+    let api = OpenApiRouter::with_openapi(openapi::base())
+        .merge(convert::routes())
+        .merge(tus_layers(tus::routes()))
+        .merge(status::routes())
+        .merge(jobs::routes())
+        .merge(download::routes())
+        .merge(cancel::routes())
+        .merge(sse::routes())
+        .merge(ops::routes());
+    Table { api, probes: health::routes() }
+}
+
+/// The operations of every route (the layers change none).
+fn documented() -> utoipa::openapi::OpenApi {
+    let Table { api, probes } = table(|r| r);
+    let mut doc = api.into_openapi();
+    doc.merge(probes.into_openapi());
+    doc
+}
+
 pub fn router(state: AppState) -> anyhow::Result<Router> {
-    Ok(Router::new()
-        .merge(convert::router())
-        .merge(tus::router(&state)?)
-        .merge(status::router())
-        .merge(jobs::router())
-        .merge(download::router())
-        .merge(cancel::router())
-        .merge(sse::router())
-        .merge(ops::router())
+    Ok(stateless_router(&state)?.with_state(state))
+}
+
+/// [`router`] before it is given its state.
+fn stateless_router(state: &AppState) -> anyhow::Result<Router<AppState>> {
+    let tus_layers = tus::Layers::new(state)?;
+    let Table { api, probes } = table(|r| tus_layers.wrap(r));
+    let (api, _) = api.split_for_parts();
+    let (probes, _) = probes.split_for_parts();
+    Ok(api
         .route_layer(axum::middleware::from_fn(ops::count_requests))
         .fallback(|| async {
             ApiError::NotFound { code: "not-found", detail: "no such resource".into(), monitor: None }
         })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .merge(health::router())
+        .merge(probes)
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(|r: &axum::http::Request<axum::body::Body>| redact::request_span(r)),
-        )
-        .with_state(state))
+        ))
 }

@@ -6,23 +6,58 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
+use crate::domain::schema::matching;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/", get(page))
-        .route("/static/tus.min.js", get(tus_js))
-        .route("/openapi.json", get(openapi))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics)).routes(routes!(page)).routes(routes!(tus_js)).routes(routes!(openapi))
 }
 
+/// What `GET /openapi.json` answers, in the document itself.
+struct Description;
+
+impl PartialSchema for Description {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("openapi", matching(r"^3\.1\.[0-9]+$"))
+            .required("openapi")
+            .required("info")
+            .required("paths")
+            .into()
+    }
+}
+
+impl ToSchema for Description {}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    summary = "This document",
+    security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 description of the API.", body = inline(Description)))
+)]
 async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::json())
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "indexPage",
+    tag = "operations",
+    summary = "The web page: upload, watch progress, download",
+    security(()),
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html"))
+)]
 async fn page() -> Html<&'static str> {
     Html(include_str!("static/index.html"))
 }
@@ -30,6 +65,22 @@ async fn page() -> Html<&'static str> {
 /// tus-js-client's browser bundle (MIT). The page asks for it with its
 /// version in the query (`?v=4.3.1`), so a new copy gets a new URL and the
 /// old one may be cached for a year.
+#[utoipa::path(
+    get,
+    path = "/static/tus.min.js",
+    operation_id = "tusClientScript",
+    tag = "operations",
+    summary = "The resumable-upload client the page loads (tus-js-client, MIT)",
+    description = "Cached for a year: the page names its version in the query (`?v=…`), which is otherwise ignored.",
+    security(()),
+    responses((
+        status = 200,
+        description = "The script.",
+        body = String,
+        content_type = "application/javascript",
+        headers(("Cache-Control" = String), ("X-Content-Type-Options" = String))
+    ))
+)]
 async fn tus_js() -> impl IntoResponse {
     (
         [
@@ -41,6 +92,15 @@ async fn tus_js() -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    security(()),
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain"))
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok((depth, consumers)) = state.broker.queue_depth().await {
         metrics::gauge!("transcoder_queue_depth").set(depth as f64);

@@ -6,19 +6,68 @@ use std::convert::Infallible;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
-use axum::Router;
 use futures::stream::{self, Stream, StreamExt};
-
+use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::status::{load_job, JobPath};
+use super::openapi::problems::{InternalError, JobNotFound, Unauthorized, Unavailable};
+use super::status::{load_job, JobIdParam, JobPath};
 use super::{ApiError, AppState, Client};
+use crate::domain::schema::{matching, one_of, UUID};
+use crate::domain::StatusDoc;
+use crate::events::EventKind;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/video/events/{id}", get(events))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events))
 }
 
+/// One Server-Sent Event of the stream, in the document.
+struct JobEvent;
+
+impl PartialSchema for JobEvent {
+    fn schema() -> RefOr<Schema> {
+        let events = std::iter::once("status").chain(EventKind::ALL.map(EventKind::as_str));
+        let mut data = ObjectBuilder::new().schema_type(Type::String).content_media_type("application/json").build();
+        // utoipa's schema has no `contentSchema`: set as the keyword itself.
+        let status = json!({"$ref": format!("#/components/schemas/{}", StatusDoc::name())});
+        data.extensions = Some([("contentSchema", status)].into_iter().collect());
+        ObjectBuilder::new()
+            .description(Some("One Server-Sent Event: first `status` (the current document), then `started`, `progress`, `completed`, `failed` or `cancelled`; `data` is the status document as JSON. The stream ends after a terminal event."))
+            .property("event", one_of(events))
+            .property("data", data)
+            .property("id", matching(format!("^{UUID}\\.[a-z]+(-[0-9]+)?$")))
+            .property("retry", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .required("event")
+            .required("data")
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl ToSchema for JobEvent {}
+
+#[utoipa::path(
+    get,
+    path = "/video/events/{id}",
+    operation_id = "streamEvents",
+    tag = "jobs",
+    summary = "Server-Sent Events of one job",
+    description = "The current status first (event `status`), then each event of the job as it happens, bridged from its AMQP events; the stream ends after the terminal event. Keep-alive comments are sent while nothing happens.",
+    security((), ("bearer" = []), ("api_key" = [])),
+    params(JobIdParam),
+    responses(
+        (status = 200, description = "The event stream; the schema describes one event.", body = JobEvent, content_type = "text/event-stream"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = JobNotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn events(
     State(state): State<AppState>,
     Client(client): Client,

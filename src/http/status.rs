@@ -4,20 +4,35 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
+use utoipa::openapi::{RefOr, Response as ResponseDoc, ResponseBuilder};
+use utoipa::{IntoParams, IntoResponses};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::parts;
+use super::openapi::problems::{InternalError, JobNotFound, Unauthorized, Unavailable};
 use super::{ApiError, AppState, Client};
 use crate::domain::{ClientId, JobId, JobStatus, StatusDoc};
 use crate::storage::status_key;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/video/status/{id}", get(status))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status))
 }
 
 /// A job id from the path. A malformed id names no job: 404, not 400.
 pub struct JobPath(pub JobId);
+
+/// The `{id}` of the job routes, in the document.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct JobIdParam {
+    /// The job id. A malformed id names no job: 404.
+    #[param(format = Uuid)]
+    #[allow(dead_code)]
+    id: String,
+}
 
 impl FromRequestParts<AppState> for JobPath {
     type Rejection = ApiError;
@@ -53,6 +68,34 @@ pub async fn estimate_queued(state: &AppState, doc: &mut StatusDoc) {
     doc.estimated_completion_utc_time = Some(Utc::now() + chrono::Duration::milliseconds((seconds * 1000.0) as i64));
 }
 
+/// The 200 of `GET /video/status/{id}`.
+struct StatusAnswer;
+
+impl IntoResponses for StatusAnswer {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<ResponseDoc>> {
+        let ok = ResponseBuilder::new()
+            .description("The status document; `Retry-After` while the job is not finished.")
+            .header("Retry-After", parts::retry_after(false))
+            .content("application/json", parts::json::<StatusDoc>());
+        [("200".to_string(), ok.build().into())].into()
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/video/status/{id}",
+    operation_id = "getStatus",
+    tag = "jobs",
+    summary = "The job's status document",
+    params(JobIdParam),
+    responses(
+        StatusAnswer,
+        (status = 401, response = Unauthorized),
+        (status = 404, response = JobNotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn status(
     State(state): State<AppState>,
     Client(client): Client,

@@ -11,7 +11,7 @@ fn readme() -> String {
 }
 
 fn openapi() -> Value {
-    serde_json::from_str(include_str!("../../src/http/openapi.json")).unwrap()
+    transcoder::http::openapi::document()
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {
@@ -56,13 +56,29 @@ fn the_openapi_document_lists_exactly_the_codes_of_the_code() {
     let problems: BTreeSet<String> = PROBLEMS.iter().map(|(_, c)| c.to_string()).collect();
     assert_eq!(strings(&schemas["Problem"]["properties"]["code"]["enum"]), problems, "OpenAPI Problem.code");
     // Each response's narrower list names codes of the table, with their status.
-    for (name, response) in doc["components"]["responses"].as_object().unwrap() {
-        let Some(schema) = response.pointer("/content/application~1problem+json/schema/allOf/1/properties") else {
-            continue;
-        };
-        let status = schema["status"]["const"].as_u64().unwrap() as u16;
+    let responses = doc["components"]["responses"].as_object().unwrap();
+    assert!(!responses.is_empty(), "the document has no problem responses");
+    for (name, response) in responses {
+        let schema = response
+            .pointer("/content/application~1problem+json/schema/allOf/1/properties")
+            .unwrap_or_else(|| panic!("response {name} is not a problem document"));
+        let status = schema["status"]["enum"][0].as_u64().unwrap() as u16;
         for code in strings(&schema["code"]["enum"]) {
             assert!(PROBLEMS.contains(&(status, code.as_str())), "response {name}: {status} {code} not in the table");
+        }
+    }
+    // Each operation's error answers are problem documents of their own status.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.as_str() < "400" {
+                    continue;
+                }
+                let name = response["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/responses/"));
+                let name = name.unwrap_or_else(|| panic!("{method} {path} {status} is not a shared problem response"));
+                let schema = &responses[name]["content"]["application/problem+json"]["schema"]["allOf"][1];
+                assert_eq!(schema["properties"]["status"]["enum"][0].as_u64(), status.parse().ok(), "{method} {path}");
+            }
         }
     }
 }

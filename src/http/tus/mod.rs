@@ -4,7 +4,9 @@
 //! upload; the last byte makes the job through the same path as `POST
 //! /video/convert` ([`super::intake`]).
 
+mod docs;
 mod protocol;
+mod receive;
 
 use std::time::Duration;
 
@@ -12,37 +14,59 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
-use tracing::Instrument;
+use tower_http::cors::CorsLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+pub use protocol::TUS_VERSION;
 use protocol::*;
+use receive::{complete, spawn_receive};
 
-use super::body::idle_limited;
-use super::convert::{declared_length, reservation};
-use super::intake::{self, Intake};
 use super::locks::Held;
-use super::{ApiError, AppState, Client};
-use crate::domain::{ClientId, JobId};
-use crate::trace::TraceParent;
-use crate::uploads::{AppendError, Upload, PART_SIZE};
+use super::openapi::parts::{mp4_padded, Binary, MP4_SIGNATURE};
+use super::openapi::problems::{
+    BadRequest, InternalError, PastUploadLength, PayloadTooLarge, TooManyRequests, Unauthorized, Unavailable,
+    UnprocessableEntity, UnsupportedMediaType, UnsupportedTusVersion, UploadConflict, UploadNotFound,
+};
+use super::upload::declared_length;
+use super::{intake, ApiError, AppState, Client};
+use crate::domain::ClientId;
+use crate::uploads::Upload;
+use docs::{
+    AnyUploadId, CreateHeaders, Created, Discovery, OffsetHeader, Stored, Terminated, UploadIdParam, UploadState,
+};
 
 /// How long a request waits for another request on the same upload (in
 /// this process) to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-pub fn router(state: &AppState) -> anyhow::Result<Router<AppState>> {
-    Ok(Router::new()
-        // OPTIONS must be a method of both routes, or the router answers 405
-        // before the layers below run; the layers then answer every OPTIONS
-        // (discovery or CORS preflight).
-        .route("/video/uploads", post(create).options(discover))
-        .route("/video/uploads/{id}", axum::routing::head(info).patch(patch).delete(terminate).options(discover))
-        .layer(axum::middleware::from_fn(tus_resumable))
-        // Bodies are streamed into the store and counted there.
-        .layer(DefaultBodyLimit::disable())
-        .layer(cors(&state.settings.http)?)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), discovery_first)))
+pub fn routes() -> OpenApiRouter<AppState> {
+    // OPTIONS must be a method of both routes, or the router answers 405
+    // before the layers below run; the layers then answer every OPTIONS
+    // (discovery or CORS preflight).
+    OpenApiRouter::new().routes(routes!(create, discover)).routes(routes!(info, patch, terminate, discover_upload))
+}
+
+/// The layers of the resumable-upload routes: the protocol version,
+/// streamed bodies, CORS and discovery.
+pub struct Layers {
+    cors: CorsLayer,
+    state: AppState,
+}
+
+impl Layers {
+    pub fn new(state: &AppState) -> anyhow::Result<Layers> {
+        Ok(Layers { cors: cors(&state.settings.http)?, state: state.clone() })
+    }
+
+    pub fn wrap(&self, routes: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+        routes
+            .layer(axum::middleware::from_fn(tus_resumable))
+            // Bodies are streamed into the store and counted there.
+            .layer(DefaultBodyLimit::disable())
+            .layer(self.cors.clone())
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), discovery_first))
+    }
 }
 
 /// The CORS layer takes every `OPTIONS` for a preflight; an `OPTIONS`
@@ -56,6 +80,16 @@ async fn discovery_first(State(state): State<AppState>, req: Request, next: Next
     next.run(req).await
 }
 
+#[utoipa::path(
+    options,
+    path = "/video/uploads",
+    operation_id = "discoverUploads",
+    tag = "uploads",
+    summary = "tus discovery: versions, extensions and the size limit",
+    description = "An `OPTIONS` that is not a CORS preflight (no `Access-Control-Request-Method`). Needs neither an API key nor `Tus-Resumable`.",
+    security(()),
+    responses(Discovery)
+)]
 async fn discover(State(state): State<AppState>) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
@@ -65,8 +99,51 @@ async fn discover(State(state): State<AppState>) -> Response {
     response
 }
 
+#[utoipa::path(
+    options,
+    path = "/video/uploads/{id}",
+    operation_id = "discoverUpload",
+    tag = "uploads",
+    summary = "tus discovery, on an upload's URL",
+    description = "The same answer as `OPTIONS /video/uploads`, for any id.",
+    security(()),
+    params(AnyUploadId),
+    responses(Discovery)
+)]
+async fn discover_upload(state: State<AppState>) -> Response {
+    discover(state).await
+}
+
 /// `POST /video/uploads`: checks the length and the options, records the
 /// upload, and stores a first chunk when the request carries one.
+#[utoipa::path(
+    post,
+    path = "/video/uploads",
+    operation_id = "createUpload",
+    tag = "uploads",
+    summary = "Create a resumable upload (tus `creation`, `creation-with-upload`)",
+    description = "Checks `Upload-Length` against `http.max_upload_bytes` and the job options of `Upload-Metadata` at once, records the upload in the store, and answers its `Location`. A body with `Content-Type: application/offset+octet-stream` is its first bytes (`creation-with-upload`), stored as a `PATCH` at offset 0 would store them; when they are the whole upload it becomes its job at once (`Link`). The first bytes are sniffed as in `POST /video/convert`: not a video, 415, and the upload is removed.",
+    params(CreateHeaders),
+    request_body(
+        description = "`creation-with-upload`: the upload's first bytes (at most `Upload-Length`).",
+        content((inline(Option<Binary>) = "application/offset+octet-stream", examples(
+            ("mp4-signature-only" = (summary = "an MP4 signature alone (24 bytes)", value = json!(MP4_SIGNATURE))),
+            ("mp4-signature-padded" = (summary = "an MP4 signature padded to 624 bytes", value = json!(mp4_padded())))
+        )))
+    ),
+    responses(
+        Created,
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 412, response = UnsupportedTusVersion),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = UnprocessableEntity),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn create(State(state): State<AppState>, Client(client): Client, req: Request) -> Result<Response, ApiError> {
     let headers = req.headers();
     let length = header_u64(headers, "upload-length")?.ok_or_else(|| ApiError::BadRequest {
@@ -95,6 +172,24 @@ async fn create(State(state): State<AppState>, Client(client): Client, req: Requ
 }
 
 /// `HEAD /video/uploads/{id}`: where to continue.
+#[utoipa::path(
+    head,
+    path = "/video/uploads/{id}",
+    operation_id = "getUploadOffset",
+    tag = "uploads",
+    summary = "Where to continue an upload",
+    description = "Waits for a request still storing bytes of this upload (in this process), then answers its offset. An upload whose last byte is stored but whose job was not made yet (its request failed meanwhile) becomes its job now. HEAD answers carry no body: errors are told by their status.",
+    params(UploadIdParam),
+    responses(
+        UploadState,
+        (status = 401, response = Unauthorized),
+        (status = 404, response = UploadNotFound),
+        (status = 412, response = UnsupportedTusVersion),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn info(
     State(state): State<AppState>,
     Client(client): Client,
@@ -116,6 +211,34 @@ async fn info(
 }
 
 /// `PATCH /video/uploads/{id}`: stores bytes at `Upload-Offset`.
+#[utoipa::path(
+    patch,
+    path = "/video/uploads/{id}",
+    operation_id = "resumeUpload",
+    tag = "uploads",
+    summary = "Store bytes of an upload at `Upload-Offset`",
+    description = "Streams the body into the store from `Upload-Offset`. An offset acknowledged here is durable: the upload continues through any API process, after restarts too. The first bytes are sniffed as in `POST /video/convert`: not a video, 415, and the upload is removed. When the last byte is stored the upload becomes a job exactly as `POST /video/convert` makes one, and the answer carries `Link`; a `PATCH` of a finished upload stores nothing and answers the same. A body cut short stores what arrived: 400, and `HEAD` tells where to continue.",
+    params(UploadIdParam, OffsetHeader),
+    request_body(
+        content((inline(Binary) = "application/offset+octet-stream", examples(
+            ("mp4-signature-only" = (summary = "an MP4 signature alone (24 bytes)", value = json!(MP4_SIGNATURE))),
+            ("mp4-signature-padded" = (summary = "an MP4 signature padded to 624 bytes", value = json!(mp4_padded())))
+        )))
+    ),
+    responses(
+        Stored,
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = UploadNotFound),
+        (status = 409, response = UploadConflict),
+        (status = 412, response = UnsupportedTusVersion),
+        (status = 413, response = PastUploadLength),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn patch(
     State(state): State<AppState>,
     Client(client): Client,
@@ -135,6 +258,23 @@ async fn patch(
 
 /// `DELETE /video/uploads/{id}`: nothing of the upload stays in the store
 /// (a finished upload's job is not touched).
+#[utoipa::path(
+    delete,
+    path = "/video/uploads/{id}",
+    operation_id = "terminateUpload",
+    tag = "uploads",
+    summary = "Terminate an upload (tus `termination`)",
+    description = "Nothing of the upload stays in the store. The job of a finished upload is not touched (cancel it with `DELETE /video/status/{id}`).",
+    params(UploadIdParam),
+    responses(
+        Terminated,
+        (status = 401, response = Unauthorized),
+        (status = 404, response = UploadNotFound),
+        (status = 412, response = UnsupportedTusVersion),
+        (status = 500, response = InternalError),
+        (status = 503, response = Unavailable)
+    )
+)]
 async fn terminate(
     State(state): State<AppState>,
     Client(client): Client,
@@ -153,101 +293,4 @@ async fn held(state: &AppState, client: &ClientId, raw_id: &str) -> Result<(Opti
     let held = state.upload_locks.hold(client, id, LOCK_WAIT).await;
     let upload = state.uploads.load(client, id).await?.ok_or_else(no_upload)?.value;
     Ok((held, upload))
-}
-
-/// Runs [`receive`] in its own task: when the client goes away mid-body,
-/// the bytes that arrived are still stored and acknowledged.
-async fn spawn_receive(
-    state: &AppState,
-    client: &ClientId,
-    id: JobId,
-    offset: u64,
-    req: Request,
-    trace: TraceParent,
-) -> Result<Upload, ApiError> {
-    let span = tracing::info_span!("upload", client = %client, upload = %id, trace_id = %trace.trace_id);
-    let work = receive(state.clone(), client.clone(), id, offset, req, trace).instrument(span);
-    tokio::spawn(work).await.map_err(|e| ApiError::Internal(e.into()))?
-}
-
-async fn receive(
-    state: AppState,
-    client: ClientId,
-    id: JobId,
-    offset: u64,
-    req: Request,
-    trace: TraceParent,
-) -> Result<Upload, ApiError> {
-    let declared = declared_length(req.headers());
-    let mut body = req.into_body();
-    let http = &state.settings.http;
-    let idle = Duration::from_secs(http.body_idle_timeout_seconds);
-    let Some(_held) = state.upload_locks.hold(&client, id, LOCK_WAIT).await else {
-        drain(body, idle).await;
-        return Err(ApiError::Conflict("another request is storing bytes of this upload; try again".into()));
-    };
-    let Some(current) = state.uploads.load(&client, id).await? else {
-        return Err(no_upload());
-    };
-    if current.value.completed && declared.is_none_or(|n| offset + n == current.value.length) {
-        // A retried last request: the upload already is its job.
-        drain(body, idle).await;
-        return Ok(current.value);
-    }
-    if offset != current.value.offset {
-        drain(body, idle).await;
-        return Err(ApiError::Conflict(format!(
-            "Upload-Offset is {offset} but the upload has {} bytes; continue from there",
-            current.value.offset
-        )));
-    }
-    let _slot = state.quota.start_upload(&client, http.max_concurrent_uploads_per_client, usize::MAX)?;
-    let tail = current.value.offset % PART_SIZE;
-    let _memory = state.budget.reserve_or_drain(reservation(declared.map(|n| n + tail)), &mut body, idle).await?;
-    let before = current.value.clone();
-    let stream = idle_limited(body.into_data_stream(), idle);
-    let appended = match state.uploads.append(&client, current, stream, declared).await {
-        Ok(a) => a,
-        Err(AppendError::NotVideo) => {
-            if let Err(e) = state.uploads.remove(&client, &before).await {
-                tracing::error!(error = %e, "could not remove an upload that is not a video");
-            }
-            return Err(super::convert::not_video());
-        }
-        Err(AppendError::Conflict) => {
-            return Err(ApiError::Conflict("the upload's offset moved meanwhile; HEAD it and continue".into()))
-        }
-        Err(AppendError::TooLong) => return Err(ApiError::PayloadTooLarge(before.length)),
-        Err(AppendError::Store(e)) => return Err(e.into()),
-        Err(AppendError::Body(e)) => return Err(interrupted(before.offset, e)),
-    };
-    let mut upload = appended.upload;
-    metrics::counter!("transcoder_upload_bytes_received_total").increment(upload.offset - before.offset);
-    if upload.is_whole() {
-        complete(&state, &client, &upload, &trace).await?;
-        upload.completed = true;
-    }
-    match appended.interrupted {
-        Some(e) if !upload.completed => Err(interrupted(upload.offset, e)),
-        _ => Ok(upload),
-    }
-}
-
-/// A whole upload becomes its job (once: a job that exists already is the
-/// one an earlier request made).
-async fn complete(state: &AppState, client: &ClientId, upload: &Upload, trace: &TraceParent) -> Result<(), ApiError> {
-    if state.jobs.read(client, upload.id).await?.is_none() {
-        let container = upload.container.ok_or_else(super::convert::not_video)?;
-        let intake = Intake {
-            id: upload.id,
-            options: &upload.options,
-            container,
-            size: upload.length,
-            filename: upload.filename.clone(),
-        };
-        let input_done = state.uploads.finish_input(client, upload);
-        intake::enqueue(state, client, intake, input_done, trace).await?;
-    }
-    state.uploads.mark_completed(client, upload.id).await?;
-    Ok(())
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::HttpSettings;
 use crate::domain::{JobId, JobOptions};
-use crate::http::convert::clean_filename;
+use crate::http::upload::clean_filename;
 use crate::http::ApiError;
 use crate::uploads::Upload;
 
