@@ -17,11 +17,12 @@ pub const JOB_ERRORS: [&str; 5] = [
 ];
 
 /// The HTTP status and `code` of every problem document.
-pub const PROBLEMS: [(u16, &str); 17] = [
+pub const PROBLEMS: [(u16, &str); 18] = [
     (400, "bad-request"),
     (400, "empty-body"),
     (400, "malformed-multipart"),
     (401, "unauthorized"),
+    (403, "invalid-playback-token"),
     (404, "not-found"),
     (404, "result-not-ready"),
     (405, "method-not-allowed"),

@@ -84,6 +84,34 @@ pub struct HttpSettings {
     pub upload_expiry_seconds: u64,
     /// Memory one API process may hold for all uploads in flight together.
     pub upload_buffer_bytes: u64,
+    /// Signs playback URLs; shared by every API process of a deployment.
+    /// Empty: a random key per process (development only).
+    pub playback_secret: Secret,
+    /// Lifetime of a playback URL.
+    pub playback_ttl_seconds: u64,
+}
+
+/// A secret setting: its value never reaches a `Debug` rendering.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_string())
+    }
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { REDACTED })
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -233,6 +261,9 @@ impl Settings {
         }
         if self.amqp.prefix.is_empty() {
             return bad("amqp.prefix must not be empty");
+        }
+        if self.http.playback_ttl_seconds == 0 {
+            return bad("http.playback_ttl_seconds must be at least 1");
         }
         for (client, c) in &self.clients {
             if crate::domain::ClientId::parse(client).is_none() {

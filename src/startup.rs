@@ -139,6 +139,7 @@ impl Application {
                     budget: http::budget::UploadBudget::new(http.upload_buffer_bytes),
                     uploads: crate::uploads::Uploads::new(self.storage.clone(), http.upload_expiry_seconds),
                     upload_locks: Default::default(),
+                    playback: playback_signer(http),
                 };
                 state.quota.follow(&state.hub);
                 tokio::spawn(crate::uploads::run_sweeper(
@@ -217,4 +218,15 @@ pub fn tune_allocator() {
 /// expiries of tests).
 fn sweep_interval(expiry_seconds: u64) -> Duration {
     Duration::from_secs((expiry_seconds / 2).clamp(1, 30))
+}
+
+/// The playback token signer of `http.playback_secret`; without one, a
+/// random key of this process (tokens work only against it).
+fn playback_signer(http: &crate::config::HttpSettings) -> http::playback::Signer {
+    if http.playback_secret.expose().is_empty() {
+        tracing::warn!(
+            "http.playback_secret is empty: playback URLs are signed with a random key of this process and fail on any other (set it for every API process of a deployment)"
+        );
+    }
+    http::playback::Signer::new(http.playback_secret.expose(), http.playback_ttl_seconds)
 }

@@ -102,10 +102,30 @@ pub struct Links {
     pub self_: String,
     #[schema(schema_with = schema::download_link)]
     pub download: String,
+    /// A done job's result for players, under a signed, expiring playback
+    /// token (no API key needed); `null` before the job is done.
+    #[serde(default)]
+    #[schema(required = true, schema_with = schema::play_link)]
+    pub play: Option<String>,
+    /// A done job's poster (`poster.jpg`) under the same token; `null` before.
+    #[serde(default)]
+    #[schema(required = true, schema_with = schema::play_link)]
+    pub poster: Option<String>,
+    /// A done job's storyboard cues (`storyboard.vtt`, WebVTT cues into the
+    /// sprite `storyboard.jpg` beside it) under the same token; `null` before.
+    #[serde(default)]
+    #[schema(required = true, schema_with = schema::play_link)]
+    pub storyboard: Option<String>,
 }
 
 impl Links {
     pub fn for_job(id: JobId) -> Links {
-        Links { self_: format!("/video/status/{id}"), download: format!("/video/download/{id}") }
+        Links {
+            self_: format!("/video/status/{id}"),
+            download: format!("/video/download/{id}"),
+            play: None,
+            poster: None,
+            storyboard: None,
+        }
     }
 }

@@ -45,6 +45,14 @@ pub fn download_link() -> Object {
     link("/video/download/")
 }
 
+/// A playback link: `/video/play/<token>/<file>`, or `null`.
+pub fn play_link() -> Object {
+    matching("^/video/play/[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+/[A-Za-z0-9._-]+$")
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+        .format(Some(SchemaFormat::Custom("uri-reference".into())))
+        .build()
+}
+
 /// `Link: </video/status/{id}>; rel="monitor"`, the job's status monitor.
 pub fn monitor_link() -> Object {
     matching(format!("^</video/status/{UUID}>; rel=\"monitor\"$")).build()

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ApiError;
@@ -59,8 +58,7 @@ impl UploadBudget {
         match self.reserve(bytes).await {
             Ok(r) => Ok(r),
             Err(refused) => {
-                let mut stream = std::mem::take(body).into_data_stream();
-                while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, stream.next()).await {}
+                super::body::drain(std::mem::take(body), idle).await;
                 Err(refused)
             }
         }

@@ -3,8 +3,10 @@
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::http::response::Builder;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use http_range_header::{EndPosition, StartPosition, SyntacticallyCorrectRange};
 use tokio_util::io::ReaderStream;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,7 +22,7 @@ use super::openapi::problems::{InternalError, NoResult, RangeNotSatisfiable, Una
 use super::status::{load_job, JobIdParam, JobPath};
 use super::{ApiError, AppState, Client};
 use crate::domain::schema::{matching, one_of, UUID};
-use crate::domain::{JobStatus, OutputFormat};
+use crate::domain::{JobId, JobStatus, OutputFormat, OutputInfo, StatusDoc};
 use crate::storage::output_key;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -51,34 +53,61 @@ async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let doc = load_job(&state, &client, id).await?;
+    let output = finished_output(&doc)?;
+    let disposition = format!("attachment; filename=\"{id}.{}\"", doc.format.extension());
+    let key = output_key(&client, id, doc.format);
+    serve_object(&state, id, &key, &output.content_type, Some(output.size_bytes), &headers, |r| {
+        r.header(header::CONTENT_DISPOSITION, disposition)
+    })
+    .await
+}
+
+/// The output of a done job, or the 404 that says why there is none.
+pub fn finished_output(doc: &StatusDoc) -> Result<&OutputInfo, ApiError> {
+    let id = doc.id;
     let not_ready = |detail: String| ApiError::NotFound { code: "result-not-ready", detail, monitor: Some(id) };
-    let output = match (doc.status, &doc.output) {
-        (JobStatus::Done, Some(output)) => output,
+    match (doc.status, &doc.output) {
+        (JobStatus::Done, Some(output)) => Ok(output),
         (JobStatus::Failed, _) => {
             let reason = doc.error.as_ref().map(|e| e.message.as_str()).unwrap_or("unknown reason");
-            return Err(not_ready(format!("job {id} failed, so there is no result: {reason}")));
+            Err(not_ready(format!("job {id} failed, so there is no result: {reason}")))
         }
-        (JobStatus::Cancelled, _) => return Err(not_ready(format!("job {id} was cancelled, so there is no result"))),
-        (status, _) => {
-            return Err(not_ready(format!("job {id} is {}; the result is not ready yet", status.as_str())));
-        }
+        (JobStatus::Cancelled, _) => Err(not_ready(format!("job {id} was cancelled, so there is no result"))),
+        (status, _) => Err(not_ready(format!("job {id} is {}; the result is not ready yet", status.as_str()))),
+    }
+}
+
+/// Streams one object of job `id` from the store, honouring one `Range`
+/// (`size`, when known, saves a request to learn it).
+pub async fn serve_object(
+    state: &AppState,
+    id: JobId,
+    key: &str,
+    content_type: &str,
+    size: Option<u64>,
+    headers: &HeaderMap,
+    extra: impl FnOnce(Builder) -> Builder,
+) -> Result<Response, ApiError> {
+    let expired = || ApiError::NotFound {
+        code: "result-not-ready",
+        detail: format!("the result of job {id} has expired"),
+        monitor: Some(id),
     };
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(parse_range) {
-        Some(r) => resolve_range(r, output.size_bytes)?,
+        Some(r) => {
+            let size = match size {
+                Some(size) => size,
+                None => state.storage.size(key).await?.ok_or_else(expired)?,
+            };
+            resolve_range(r, size)?
+        }
         None => None,
     };
-    let range = range.as_deref();
-    let object = state
-        .storage
-        .get(&output_key(&client, id, doc.format), range)
-        .await?
-        .ok_or_else(|| not_ready(format!("the result of job {id} has expired")))?;
-
+    let object = state.storage.get(key, range.as_deref()).await?.ok_or_else(expired)?;
     let mut response = Response::builder()
         .status(if object.content_range().is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
-        .header(header::CONTENT_TYPE, &output.content_type)
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.{}\"", doc.format.extension()));
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT_RANGES, "bytes");
     if let Some(len) = object.content_length() {
         response = response.header(header::CONTENT_LENGTH, len);
     }
@@ -89,11 +118,11 @@ async fn download(
         response = response.header(header::ETAG, etag);
     }
     let body = Body::from_stream(ReaderStream::new(object.body.into_async_read()));
-    response.body(body).map_err(|e| ApiError::Internal(e.into()))
+    extra(response).body(body).map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// `Range`, in the document.
-struct RangeParam;
+pub struct RangeParam;
 
 impl utoipa::IntoParams for RangeParam {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
@@ -105,6 +134,30 @@ impl utoipa::IntoParams for RangeParam {
     }
 }
 
+/// The 200 and 206 of a file: `types` are its possible content types;
+/// `extra` adds headers of its own.
+fn file_answers(
+    types: &[&str],
+    extra: impl Fn(ResponseBuilder) -> ResponseBuilder,
+) -> BTreeMap<String, RefOr<ResponseDoc>> {
+    let answer = |description: &str| {
+        let mut r = ResponseBuilder::new()
+            .description(description)
+            .header("Content-Length", parts::required(parts::header(parts::integer(0), None)))
+            .header("ETag", parts::required(parts::header(matching("^(W/)?\"[^\"]*\"$"), None)))
+            .header("Accept-Ranges", parts::required(parts::header(one_of(["bytes"]), None)));
+        for content_type in types {
+            let media = ObjectBuilder::new().schema_type(Type::String).content_media_type(*content_type);
+            r = r.content(*content_type, parts::content(media));
+        }
+        extra(r)
+    };
+    let whole = answer("The whole file, streamed from the store.");
+    let part = answer("The requested range.")
+        .header("Content-Range", parts::required(parts::header(matching("^bytes [0-9]+-[0-9]+/[0-9]+$"), None)));
+    [("200".to_string(), whole.build().into()), ("206".to_string(), part.build().into())].into()
+}
+
 /// The 200 and 206 of a download.
 struct Output;
 
@@ -114,61 +167,51 @@ impl utoipa::IntoResponses for Output {
             "^attachment; filename=\"{UUID}\\.({})\"$",
             OutputFormat::ALL.map(OutputFormat::extension).join("|")
         );
-        let answer = |description: &str| {
-            let mut r = ResponseBuilder::new()
-                .description(description)
-                .header("Content-Length", parts::required(parts::header(parts::integer(0), None)))
-                .header("ETag", parts::required(parts::header(matching("^(W/)?\"[^\"]*\"$"), None)))
-                .header("Accept-Ranges", parts::required(parts::header(one_of(["bytes"]), None)))
-                .header("Content-Disposition", parts::required(parts::header(matching(id_file.clone()), None)));
-            for format in OutputFormat::ALL {
-                let media = ObjectBuilder::new().schema_type(Type::String).content_media_type(format.content_type());
-                r = r.content(format.content_type(), parts::content(media));
-            }
-            r
-        };
-        let whole = answer("The whole output, streamed from the store.");
-        let part = answer("The requested range.")
-            .header("Content-Range", parts::required(parts::header(matching("^bytes [0-9]+-[0-9]+/[0-9]+$"), None)));
-        [("200".to_string(), whole.build().into()), ("206".to_string(), part.build().into())].into()
+        let types = OutputFormat::ALL.map(OutputFormat::content_type);
+        file_answers(&types, |r| {
+            r.header("Content-Disposition", parts::required(parts::header(matching(id_file.clone()), None)))
+        })
     }
 }
 
-/// A single byte range as a client asks for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ByteRange {
-    From(u64, Option<u64>),
-    Last(u64),
+/// The 200 and 206 of one file of an output folder.
+pub struct FileOutput;
+
+impl utoipa::IntoResponses for FileOutput {
+    fn responses() -> BTreeMap<String, RefOr<ResponseDoc>> {
+        let mut types: Vec<&str> = OutputFormat::ALL.map(OutputFormat::content_type).to_vec();
+        types.extend(["image/jpeg", "text/vtt"]);
+        file_answers(&types, |r| r.header("Cache-Control", parts::required(parts::header(matching("immutable"), None))))
+    }
 }
+
+/// A single byte range as a client asks for it (parsed strictly by
+/// `http-range-header`).
+type ByteRange = SyntacticallyCorrectRange;
 
 /// One `bytes=` range; anything else (bad syntax, several ranges) is
 /// ignored and the whole result served, as RFC 9110 allows.
 fn parse_range(value: &str) -> Option<ByteRange> {
-    let spec = value.trim().strip_prefix("bytes=")?.trim();
-    if spec.contains(',') {
-        return None;
-    }
-    let (start, end) = spec.split_once('-')?;
-    match (start.trim(), end.trim()) {
-        ("", last) => last.parse().ok().filter(|n| *n > 0).map(ByteRange::Last),
-        (s, "") => s.parse().ok().map(|s| ByteRange::From(s, None)),
-        (s, e) => {
-            let (s, e): (u64, u64) = (s.parse().ok()?, e.parse().ok()?);
-            (s <= e).then_some(ByteRange::From(s, Some(e)))
-        }
+    let parsed = http_range_header::parse_range_header(value.trim()).ok()?;
+    match parsed.ranges.as_slice() {
+        [one] => Some(*one),
+        _ => None,
     }
 }
 
-/// The S3 `Range` for a range of a result of `size` bytes, or 416.
+/// The S3 `Range` for a range of a result of `size` bytes, or 416. A suffix
+/// longer than the result means all of it (RFC 9110 §14.1.2); a range that
+/// ends before it starts is ignored.
 fn resolve_range(range: ByteRange, size: u64) -> Result<Option<String>, ApiError> {
-    match range {
-        ByteRange::From(start, _) if start >= size => Err(ApiError::RangeNotSatisfiable(size)),
-        ByteRange::From(start, end) => {
-            let end = end.unwrap_or(size - 1).min(size - 1);
-            Ok(Some(format!("bytes={start}-{end}")))
-        }
-        ByteRange::Last(n) => Ok(Some(format!("bytes={}-{}", size.saturating_sub(n), size.saturating_sub(1)))),
-    }
+    let last = size.saturating_sub(1);
+    let (start, end) = match (range.start, range.end) {
+        (StartPosition::FromLast(n), _) => (size.saturating_sub(n), last),
+        (StartPosition::Index(start), _) if start >= size => return Err(ApiError::RangeNotSatisfiable(size)),
+        (StartPosition::Index(start), EndPosition::LastByte) => (start, last),
+        (StartPosition::Index(start), EndPosition::Index(end)) if end < start => return Ok(None),
+        (StartPosition::Index(start), EndPosition::Index(end)) => (start, end.min(last)),
+    };
+    Ok(Some(format!("bytes={start}-{end}")))
 }
 
 #[cfg(test)]
@@ -177,14 +220,16 @@ mod tests {
 
     #[test]
     fn ranges_are_parsed_or_ignored() {
-        assert_eq!(parse_range("bytes=10-19"), Some(ByteRange::From(10, Some(19))));
-        assert_eq!(parse_range("bytes=10-"), Some(ByteRange::From(10, None)));
-        assert_eq!(parse_range("bytes=-5"), Some(ByteRange::Last(5)));
-        for ignored in ["bytes=abc", "bytes=5-2", "bytes=0-0,5-6", "bytes=", "items=0-1", "bytes=-0"] {
+        let range = |v: &str, size: u64| resolve_range(parse_range(v).expect(v), size);
+        assert_eq!(range("bytes=10-19", 100).unwrap().unwrap(), "bytes=10-19");
+        assert_eq!(range("bytes=10-", 100).unwrap().unwrap(), "bytes=10-99");
+        assert_eq!(range("bytes=-5", 100).unwrap().unwrap(), "bytes=95-99");
+        for ignored in ["bytes=abc", "bytes=0-0,5-6", "bytes=", "items=0-1", "bytes=-0", "bytes= 1-2"] {
             assert_eq!(parse_range(ignored), None, "{ignored}");
         }
-        assert_eq!(resolve_range(ByteRange::From(0, Some(99)), 10).unwrap().unwrap(), "bytes=0-9");
-        assert!(resolve_range(ByteRange::From(10, None), 10).is_err());
-        assert_eq!(resolve_range(ByteRange::Last(50), 10).unwrap().unwrap(), "bytes=0-9");
+        assert_eq!(range("bytes=5-2", 10).unwrap(), None);
+        assert_eq!(range("bytes=0-99", 10).unwrap().unwrap(), "bytes=0-9");
+        assert!(range("bytes=10-", 10).is_err());
+        assert_eq!(range("bytes=-50", 10).unwrap().unwrap(), "bytes=0-9");
     }
 }

@@ -39,6 +39,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, detail: String },
     #[error("a valid API key is required")]
     Unauthorized,
+    /// A forged, altered or expired playback token.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String, monitor: Option<JobId> },
     #[error("{0}")]
@@ -75,6 +78,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "invalid-playback-token"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
@@ -169,6 +173,7 @@ mod tests {
             bad("empty-body"),
             bad("malformed-multipart"),
             ApiError::Unauthorized,
+            ApiError::Forbidden(String::new()),
             missing("not-found"),
             missing("result-not-ready"),
             ApiError::Conflict(String::new()),

@@ -167,7 +167,8 @@ async fn list(
             examined += 1;
             after = Some(key.clone());
             // A record deleted between the listing and the read is skipped.
-            if let Some(doc) = doc.filter(|d| filter.matches(d)) {
+            if let Some(mut doc) = doc.filter(|d| filter.matches(d)) {
+                super::files::playback_links(&state, &client, &mut doc);
                 jobs.push(doc);
             }
             if jobs.len() == filter.limit || examined >= SCAN_LIMIT {

@@ -7,6 +7,7 @@ mod cancel;
 mod convert;
 mod download;
 pub mod error;
+pub mod files;
 mod health;
 mod idempotency;
 mod intake;
@@ -14,6 +15,7 @@ mod jobs;
 pub mod locks;
 pub mod openapi;
 mod ops;
+pub mod playback;
 mod quota;
 mod redact;
 pub mod serve;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub uploads: crate::uploads::Uploads,
     /// One request at a time per resumable upload, in this process.
     pub upload_locks: locks::UploadLocks,
+    /// Signs and checks playback tokens (`http.playback_secret`).
+    pub playback: playback::Signer,
     /// Fires when the process drains: long-lived streams end.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -66,14 +70,20 @@ struct Table {
 /// Every route of the API, each with its OpenAPI operation (`#[utoipa::path]`
 /// on its handler, registered with `utoipa_axum::routes!`): the router and
 /// the document are built from this one table. `tus_layers` wraps the
-/// resumable-upload routes in their protocol and CORS layers.
-fn table(tus_layers: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>) -> Table {
+/// resumable-upload routes in their protocol and CORS layers, `play_layers`
+/// the playback routes in theirs.
+fn table(
+    tus_layers: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+    play_layers: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppState>,
+) -> Table {
     let api = OpenApiRouter::with_openapi(openapi::base())
         .merge(convert::routes())
         .merge(tus_layers(tus::routes()))
         .merge(status::routes())
         .merge(jobs::routes())
         .merge(download::routes())
+        .merge(files::routes())
+        .merge(play_layers(files::play_routes()))
         .merge(cancel::routes())
         .merge(sse::routes())
         .merge(ops::routes());
@@ -82,7 +92,7 @@ fn table(tus_layers: impl FnOnce(OpenApiRouter<AppState>) -> OpenApiRouter<AppSt
 
 /// The operations of every route (the layers change none).
 fn documented() -> utoipa::openapi::OpenApi {
-    let Table { api, probes } = table(|r| r);
+    let Table { api, probes } = table(|r| r, |r| r);
     let mut doc = api.into_openapi();
     doc.merge(probes.into_openapi());
     doc
@@ -95,7 +105,8 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
 /// [`router`] before it is given its state.
 fn stateless_router(state: &AppState) -> anyhow::Result<Router<AppState>> {
     let tus_layers = tus::Layers::new(state)?;
-    let Table { api, probes } = table(|r| tus_layers.wrap(r));
+    let play_cors = files::cors(&state.settings.http)?;
+    let Table { api, probes } = table(|r| tus_layers.wrap(r), |r| r.layer(play_cors));
     let (api, _) = api.split_for_parts();
     let (probes, _) = probes.split_for_parts();
     Ok(api

@@ -8,10 +8,13 @@ const SECRET_PARAMS: [&str; 5] = ["api_key", "token", "signature", "sig", "key"]
 
 const REDACTED: &str = "REDACTED";
 
-/// `uri` as it may be logged: path as is, credential values replaced.
+/// Path prefixes whose next segment is a credential (a playback token).
+const SECRET_SEGMENTS: [&str; 1] = ["/video/play/"];
+
+/// `uri` as it may be logged: credential path segments and query values replaced.
 pub fn uri(uri: &Uri) -> String {
-    let path = uri.path();
-    let Some(query) = uri.query() else { return path.to_string() };
+    let path = redact_path(uri.path());
+    let Some(query) = uri.query() else { return path };
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
@@ -20,6 +23,16 @@ pub fn uri(uri: &Uri) -> String {
         })
         .collect();
     format!("{path}?{}", pairs.join("&"))
+}
+
+fn redact_path(path: &str) -> String {
+    for prefix in SECRET_SEGMENTS {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let tail = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+            return format!("{prefix}{REDACTED}{tail}");
+        }
+    }
+    path.to_string()
 }
 
 fn is_secret(name: &str) -> bool {
@@ -48,6 +61,8 @@ mod tests {
         assert_eq!(uri(&u), "/video/events/abc?api_key=REDACTED&since=10");
         let u: Uri = "/video/download/abc?API%5FKEY=s3cret&token=t0k".parse().unwrap();
         assert_eq!(uri(&u), "/video/download/abc?API%5FKEY=REDACTED&token=REDACTED");
+        let u: Uri = "/video/play/eyJh.c2ln/poster.jpg".parse().unwrap();
+        assert_eq!(uri(&u), "/video/play/REDACTED/poster.jpg");
         let u: Uri = "/video/status/abc".parse().unwrap();
         assert_eq!(uri(&u), "/video/status/abc");
     }

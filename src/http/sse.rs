@@ -75,14 +75,17 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // Subscribe before reading the status, so nothing falls in between.
     let rx = state.hub.subscribe();
-    let doc = load_job(&state, &client, id).await?;
+    let mut doc = load_job(&state, &client, id).await?;
+    super::files::playback_links(&state, &client, &mut doc);
     let first = Event::default().event("status").json_data(&doc).expect("documents serialize");
     let shown = doc.progress_percent;
 
     // State: the receiver, the progress already shown, and whether the
     // stream is over. Events older than the status just sent are skipped.
+    let signing = state.clone();
     let updates = stream::unfold((rx, shown, doc.status.is_terminal()), move |(mut rx, shown, done)| {
         let client = client.clone();
+        let state = signing.clone();
         async move {
             if done {
                 return None;
@@ -96,7 +99,7 @@ async fn events(
                         let event = Event::default()
                             .event(e.kind.as_str())
                             .id(e.event_id.clone())
-                            .json_data(&e.doc)
+                            .json_data(&with_links(&state, &client, &e.doc))
                             .expect("documents serialize");
                         return Some((Ok(event), (rx, e.doc.progress_percent, e.kind.is_terminal())));
                     }
@@ -108,4 +111,11 @@ async fn events(
     });
     let events = stream::once(async { Ok(first) }).chain(updates).take_until(state.shutdown.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// An event's status document with the playback links of a done job.
+fn with_links(state: &AppState, client: &crate::domain::ClientId, doc: &StatusDoc) -> StatusDoc {
+    let mut doc = doc.clone();
+    super::files::playback_links(state, client, &mut doc);
+    doc
 }

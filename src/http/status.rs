@@ -103,6 +103,7 @@ async fn status(
 ) -> Result<Response, ApiError> {
     let mut doc = load_job(&state, &client, id).await?;
     estimate_queued(&state, &mut doc).await;
+    super::files::playback_links(&state, &client, &mut doc);
     let retry = doc.retry_after_seconds(Utc::now());
     let mut response = Json(doc).into_response();
     if let Some(secs) = retry {

@@ -14,16 +14,17 @@ use futures::{Stream, StreamExt};
 
 mod docs;
 mod files;
+mod keys;
 mod parts;
 mod upload;
 
 pub use docs::{Expect, Versioned};
+pub use keys::{input_key, output_file_key, output_key, output_prefix, status_key, work_prefix};
 pub use parts::PartBuffer;
 use upload::Multipart;
 pub use upload::{InProgress, Journal, MultipartRef, PendingPut};
 
 use crate::config::StorageSettings;
-use crate::domain::{ClientId, JobId, OutputFormat};
 
 /// Size of one multipart part. S3 wants at least 5 MiB for all but the last.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -58,23 +59,6 @@ pub enum PutStreamError<E> {
     TooLarge(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-pub fn input_key(client: &ClientId, id: JobId) -> String {
-    format!("inputs/{client}/{id}")
-}
-
-pub fn output_key(client: &ClientId, id: JobId, format: OutputFormat) -> String {
-    format!("outputs/{client}/{id}/output.{}", format.extension())
-}
-
-pub fn status_key(client: &ClientId, id: JobId) -> String {
-    format!("jobs/{client}/{id}.json")
-}
-
-/// The folder of a job's intermediate objects (pieces of a split job).
-pub fn work_prefix(client: &ClientId, id: JobId) -> String {
-    format!("work/{client}/{id}/")
 }
 
 #[derive(Clone)]

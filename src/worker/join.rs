@@ -10,7 +10,7 @@ use super::measure::ms_since;
 use super::split::{audio_file, audio_part_file, piece_file};
 use super::whole::store_output;
 use crate::domain::{OutputInfo, PlanState, TaskTiming};
-use crate::storage::{output_key, work_prefix, StoreError};
+use crate::storage::{work_prefix, StoreError};
 use crate::transcode::{self, concat_list, JoinAudio, TranscodeError};
 
 /// Joins the job's stored pieces once they are all there.
@@ -54,7 +54,7 @@ pub async fn join(run: &Run<'_>) -> Outcome {
             if let Ok(Some(r)) = run.read().await {
                 if r.doc.status != crate::domain::JobStatus::Done {
                     // Cancelled while joining: no output stays behind.
-                    let _ = run.ctx.storage.delete(&output_key(run.client, run.id, run.options.format)).await;
+                    super::whole::remove_output(run).await;
                 }
             }
             outcome

@@ -13,7 +13,7 @@ use super::split;
 use crate::domain::picture::Picture;
 use crate::domain::{Container, JobStatus, OutputFormat, OutputInfo};
 use crate::events::{self, EventKind};
-use crate::storage::{output_key, StoreError};
+use crate::storage::{output_key, output_prefix, StoreError};
 use crate::transcode::{self, MediaInfo, TranscodeError};
 
 /// What became of the job after its first step.
@@ -80,7 +80,7 @@ pub async fn run(run: &Run<'_>, container: Container) -> Outcome {
         Ok(Next::Planned) => Outcome::Finished,
         Err(JobError::Media(TranscodeError::Cancelled)) if !run.ctx.stop_jobs.is_cancelled() => {
             // Nothing of the partial result stays behind.
-            let _ = run.ctx.storage.delete(&output_key(run.client, run.id, run.options.format)).await;
+            remove_output(run).await;
             run.finish(|d| d.finish_cancelled(Utc::now())).await
         }
         Err(e) => {
@@ -226,19 +226,32 @@ async fn record_input_color(run: &Run<'_>, info: &MediaInfo) -> Result<(), JobEr
     Ok(())
 }
 
-/// Uploads the output while it is probed; the output's description.
+/// Uploads the output while it is probed and its poster and storyboard are
+/// made; the output's description. On failure nothing of it stays behind.
 pub async fn store_output(run: &Run<'_>, output: &std::path::Path) -> Result<OutputInfo, JobError> {
     let format = run.options.format;
     let size = tokio::fs::metadata(output).await.map_err(StoreError::Io)?.len();
     let key = output_key(run.client, run.id, format);
-    let (probed, stored) =
-        tokio::join!(transcode::probe(output, None), run.ctx.storage.put_file(&key, output, format.content_type()));
-    if stored.is_ok() && probed.is_err() {
-        let _ = run.ctx.storage.delete(&key).await;
+    let described = async {
+        let probed = transcode::probe(output, None).await?;
+        let (w, h) = (probed.width, probed.height);
+        super::previews::store(run, output, probed.duration_seconds, w, h).await?;
+        Ok::<_, JobError>(probed)
+    };
+    let (probed, stored) = tokio::join!(described, run.ctx.storage.put_file(&key, output, format.content_type()));
+    if stored.is_err() || probed.is_err() {
+        remove_output(run).await;
     }
     let probed = probed?;
     stored?;
     Ok(output_info(format, size, probed))
+}
+
+/// Removes whatever of the job's output folder was stored.
+pub async fn remove_output(run: &Run<'_>) {
+    if let Err(e) = run.ctx.storage.delete_prefix(&output_prefix(run.client, run.id)).await {
+        tracing::warn!(error = %e, "could not remove a partial output");
+    }
 }
 
 pub fn output_info(format: OutputFormat, size: u64, probed: MediaInfo) -> OutputInfo {

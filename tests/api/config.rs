@@ -72,13 +72,13 @@ fn the_defaults_and_every_deploy_configuration_pass() {
 #[test]
 fn no_secret_is_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let (password, secret, access, api_key) =
-        (unique("pw"), unique("secret-key"), unique("access-key"), unique("api-key"));
+    let (password, secret, access, api_key, playback) =
+        (unique("pw"), unique("secret-key"), unique("access-key"), unique("api-key"), unique("playback"));
     let file = dir.path().join("secrets.toml");
     std::fs::write(
         &file,
         format!(
-            "[amqp]\nurl = \"amqp://svc:{password}@broker:5672/%2f\"\n[storage]\naccess_key = \"{access}\"\n\
+            "[http]\nplayback_secret = \"{playback}\"\n[amqp]\nurl = \"amqp://svc:{password}@broker:5672/%2f\"\n[storage]\naccess_key = \"{access}\"\n\
              secret_key = \"{secret}\"\n[auth.keys]\n\"{api_key}\" = \"acme\"\n"
         ),
     )
@@ -89,7 +89,8 @@ fn no_secret_is_printed() {
     // The configuration was printed (the client and the broker's user are there) …
     assert!(printed.contains("acme") && printed.contains("amqp://svc:REDACTED@broker"), "{printed}");
     // … and none of the secrets.
-    for s in [&password, &secret, &access, &api_key] {
+    assert!(printed.contains("playback_secret: REDACTED"), "{printed}");
+    for s in [&password, &secret, &access, &api_key, &playback] {
         assert!(!printed.contains(s.as_str()), "{s} printed: {printed}");
     }
 }

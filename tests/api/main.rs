@@ -16,6 +16,7 @@ mod eventlog;
 mod memory;
 mod observability;
 mod pipeline;
+mod playback;
 mod processes;
 mod push;
 mod reliability;

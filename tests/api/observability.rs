@@ -83,8 +83,8 @@ async fn the_job_id_and_trace_id_appear_in_both_the_api_and_the_worker_json_logs
 }
 
 /// With `RUST_LOG` at `debug` and at `trace`, a key sent in the
-/// `Authorization` header and as `?api_key=` appears in no log line, while
-/// the requests themselves are logged.
+/// `Authorization` header and as `?api_key=`, and a playback token, appear in
+/// no log line, while the requests themselves are logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_api_key_reaches_the_log_at_debug_or_trace() {
     for level in ["debug", "trace"] {
@@ -131,16 +131,28 @@ async fn no_api_key_reaches_the_log_at_debug_or_trace() {
         let events = http.get(format!("{address}/video/events/{id}?api_key={key}")).send().await.unwrap();
         assert_eq!(events.status(), 200);
         drop(events);
+        let status = http.get(format!("{address}/video/status/{id}")).bearer_auth(&key).send().await.unwrap();
+        let poster = status.json::<serde_json::Value>().await.unwrap()["links"]["poster"].as_str().unwrap().to_string();
+        let token = poster.strip_prefix("/video/play/").unwrap().split('/').next().unwrap().to_string();
+        let played = http.get(format!("{address}{poster}")).send().await.unwrap();
+        assert_eq!(played.status(), 200);
+        let _ = played.bytes().await.unwrap();
         assert!(serve.terminate(Duration::from_secs(20)).await.success());
 
         let log = std::fs::read_to_string(&log_path).unwrap()
             + &std::fs::read_to_string(dir.path().join("serve.out")).unwrap();
         // The requests were logged (so the check below means something) …
         assert!(log.contains(&format!("/video/download/{id}?api_key=REDACTED")), "{level}: download not logged");
-        // … and the key in none of its forms.
+        assert!(log.contains("/video/play/REDACTED/poster.jpg"), "{level}: playback not logged");
+        // … and neither the key in any of its forms nor the token.
         let hits = log.matches(&key).count();
         assert_eq!(hits, 0, "{level}: the key appears {hits} times in the log");
-        println!("RUST_LOG={level}: {} log lines, the key in none", log.lines().count());
+        let (payload, signature) = token.split_once('.').unwrap();
+        for part in [&token, payload, signature] {
+            let hits = log.matches(part).count();
+            assert_eq!(hits, 0, "{level}: the playback token appears {hits} times in the log");
+        }
+        println!("RUST_LOG={level}: {} log lines, neither the key nor the playback token in any", log.lines().count());
         delete_topology(&prefix);
     }
 }

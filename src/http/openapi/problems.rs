@@ -51,6 +51,8 @@ problems! {
     Unauthorized = 401, ["unauthorized"],
         "A valid API key is required (only when `auth.keys` is configured).",
         ("WWW-Authenticate", parts::required(parts::header(one_of(["Bearer"]), None)));
+    PlaybackForbidden = 403, ["invalid-playback-token"],
+        "The playback token is malformed, was not signed with this deployment's `http.playback_secret`, was altered, or expired.";
     JobNotFound = 404, ["not-found"], "Unknown or malformed id, or another client's job.";
     UploadNotFound = 404, ["not-found"],
         "Unknown or malformed id, an expired, terminated or refused (not a video) upload, or another client's upload.";

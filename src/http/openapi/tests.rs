@@ -60,6 +60,7 @@ async fn state() -> AppState {
         budget: super::super::budget::UploadBudget::new(settings.http.upload_buffer_bytes),
         uploads: crate::uploads::Uploads::new(storage.clone(), settings.http.upload_expiry_seconds),
         upload_locks: Default::default(),
+        playback: super::super::playback::Signer::new("", 60),
         settings: Arc::new(settings),
         storage,
         broker,

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -142,29 +141,12 @@ pub(super) fn interrupted(offset: u64, e: impl std::fmt::Display) -> ApiError {
     }
 }
 
-/// Reads a body to its end and drops it, so the client gets the answer.
-pub(super) async fn drain(body: Body, idle: Duration) {
-    use futures::StreamExt;
-    let mut stream = body.into_data_stream();
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(idle, stream.next()).await {}
-}
-
 /// CORS for browser uploads (and playback files): `http.cors_allowed_origins`.
 pub(super) fn cors(http: &HttpSettings) -> anyhow::Result<tower_http::cors::CorsLayer> {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let origins = if http.cors_allowed_origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        let list = http
-            .cors_allowed_origins
-            .iter()
-            .map(|o| HeaderValue::from_str(o).map_err(|_| anyhow::anyhow!("http.cors_allowed_origins: {o:?}")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        AllowOrigin::list(list)
-    };
+    use tower_http::cors::CorsLayer;
     let names = |list: &[&'static str]| list.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>();
     Ok(CorsLayer::new()
-        .allow_origin(origins)
+        .allow_origin(crate::http::files::allowed_origins(http)?)
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers(names(&ALLOWED))
         .expose_headers(names(&EXPOSED))

@@ -6,10 +6,10 @@ use std::time::Duration;
 use axum::extract::Request;
 use tracing::Instrument;
 
-use super::protocol::{drain, interrupted, no_upload};
+use super::protocol::{interrupted, no_upload};
 use super::LOCK_WAIT;
 use crate::domain::{ClientId, JobId};
-use crate::http::body::idle_limited;
+use crate::http::body::{drain, idle_limited};
 use crate::http::intake::{self, Intake};
 use crate::http::upload::{declared_length, reservation};
 use crate::http::{ApiError, AppState};

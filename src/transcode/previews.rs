@@ -1,0 +1,181 @@
+//! The poster and the storyboard of a finished output.
+//!
+//! Both come from the output's keyframes only: a stream copy keeps just the
+//! keyframe packets (the `noise` bitstream filter drops the others, which
+//! works for H.264 and VP9 alike, where decoders' own `skip_frame` does
+//! not), and one decode of those few frames writes the poster at full size
+//! and the sprite of thumbnails. The cost is a fraction of a second however
+//! long the video; the thumbnails' spacing is the output's keyframe
+//! spacing (at most [`MAX_THUMBNAILS`] of them, evenly thinned).
+
+use std::path::Path;
+
+/// Thumbnails in one sprite, at most.
+pub const MAX_THUMBNAILS: usize = 100;
+/// Thumbnails per row of the sprite.
+pub const COLUMNS: usize = 10;
+/// Width of one thumbnail (height follows the aspect ratio, even).
+pub const THUMB_WIDTH: u32 = 160;
+
+pub const POSTER: &str = "poster.jpg";
+pub const STORYBOARD_IMAGE: &str = "storyboard.jpg";
+pub const STORYBOARD_CUES: &str = "storyboard.vtt";
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Copies only the keyframes of `output`'s video into `keys` (Matroska).
+pub fn keyframes_args(output: &Path, keys: &Path) -> Vec<String> {
+    let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-protocol_whitelist", "file", "-i"]);
+    args.push(output.display().to_string());
+    args.extend(strings(&["-map", "0:v:0", "-c", "copy", "-bsf:v", "noise=drop=not(key)", "-f", "matroska"]));
+    args.push(keys.display().to_string());
+    args
+}
+
+/// Which keyframes become what, and where the thumbnails lie in the sprite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Storyboard {
+    /// Index (among the keyframes) of the poster frame.
+    pub poster: usize,
+    /// Indexes of the keyframes that become thumbnails, in order.
+    pub picks: Vec<usize>,
+    /// `[start, end)` of each thumbnail's cue, end to end from 0 to the duration.
+    pub cues: Vec<(f64, f64)>,
+    pub thumb_width: u32,
+    pub thumb_height: u32,
+    pub columns: usize,
+    pub rows: usize,
+}
+
+impl Storyboard {
+    /// From the keyframes' times (seconds, in order), the output's duration
+    /// and size.
+    pub fn plan(keyframes: &[f64], duration: f64, width: u32, height: u32) -> Option<Storyboard> {
+        let first = *keyframes.first()?;
+        let duration = duration.max(keyframes.last().copied().unwrap_or(0.0) - first).max(0.001);
+        let gap = duration / MAX_THUMBNAILS as f64;
+        let mut picks: Vec<usize> = Vec::new();
+        let mut last = f64::NEG_INFINITY;
+        for (i, &t) in keyframes.iter().enumerate() {
+            let t = t - first;
+            if picks.is_empty() || t >= last + gap {
+                picks.push(i);
+                last = t;
+            }
+            if picks.len() == MAX_THUMBNAILS {
+                break;
+            }
+        }
+        let starts: Vec<f64> =
+            picks.iter().enumerate().map(|(n, &i)| if n == 0 { 0.0 } else { keyframes[i] - first }).collect();
+        let cues =
+            starts.iter().enumerate().map(|(n, &s)| (s, starts.get(n + 1).copied().unwrap_or(duration))).collect();
+        // A representative frame: the keyframe nearest a third of the way in
+        // (the first frames are often a fade or a title).
+        let target = first + duration / 3.0;
+        let poster = (0..keyframes.len())
+            .min_by(|&a, &b| (keyframes[a] - target).abs().total_cmp(&(keyframes[b] - target).abs()))
+            .unwrap_or(0);
+        let thumb_width = THUMB_WIDTH;
+        let thumb_height =
+            ((f64::from(THUMB_WIDTH) * f64::from(height) / f64::from(width.max(1)) / 2.0).round() as u32 * 2).max(2);
+        let columns = picks.len().min(COLUMNS);
+        let rows = picks.len().div_ceil(COLUMNS);
+        Some(Storyboard { poster, picks, cues, thumb_width, thumb_height, columns, rows })
+    }
+
+    /// One decode of the keyframes: the poster at full size and the sprite.
+    pub fn args(&self, keys: &Path, poster: &Path, sprite: &Path) -> Vec<String> {
+        let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-protocol_whitelist", "file", "-i"]);
+        args.push(keys.display().to_string());
+        let picks: Vec<String> = self.picks.iter().map(|i| format!("eq(n\\,{i})")).collect();
+        let graph = format!(
+            "[0:v]split=2[a][b];[a]select='eq(n\\,{})'[poster];[b]select='{}',scale={}:{},tile={}x{}[sprite]",
+            self.poster,
+            picks.join("+"),
+            self.thumb_width,
+            self.thumb_height,
+            self.columns,
+            self.rows
+        );
+        args.extend(["-filter_complex".into(), graph]);
+        for (label, path, quality) in [("[poster]", poster, "3"), ("[sprite]", sprite, "5")] {
+            args.extend(strings(&["-map", label, "-frames:v", "1", "-update", "1", "-q:v", quality, "-f", "image2"]));
+            args.push(path.display().to_string());
+        }
+        args
+    }
+
+    /// The WebVTT cues: each thumbnail's span as a media fragment of the sprite.
+    pub fn vtt(&self) -> String {
+        let mut vtt = String::from("WEBVTT\n");
+        for (n, (start, end)) in self.cues.iter().enumerate() {
+            let x = (n % COLUMNS) as u32 * self.thumb_width;
+            let y = (n / COLUMNS) as u32 * self.thumb_height;
+            vtt.push_str(&format!(
+                "\n{} --> {}\n{STORYBOARD_IMAGE}#xywh={x},{y},{},{}\n",
+                clock(*start),
+                clock(*end),
+                self.thumb_width,
+                self.thumb_height
+            ));
+        }
+        vtt
+    }
+}
+
+/// `hh:mm:ss.mmm`.
+fn clock(seconds: f64) -> String {
+    let ms = (seconds * 1000.0).round() as u64;
+    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cues_cover_the_whole_duration_end_to_end() {
+        let keys = [0.007, 5.127, 10.247, 15.367, 20.487];
+        let sb = Storyboard::plan(&keys, 24.0, 640, 360).unwrap();
+        assert_eq!(sb.picks, vec![0, 1, 2, 3, 4]);
+        assert_eq!(sb.cues.first().unwrap().0, 0.0);
+        assert_eq!(sb.cues.last().unwrap().1, 24.0);
+        for pair in sb.cues.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0);
+        }
+        assert_eq!((sb.thumb_width, sb.thumb_height, sb.columns, sb.rows), (160, 90, 5, 1));
+        assert_eq!(sb.poster, 2);
+        let vtt = sb.vtt();
+        assert!(vtt.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:05.120\nstoryboard.jpg#xywh=0,0,160,90\n"), "{vtt}");
+        assert!(vtt.ends_with("00:00:20.480 --> 00:00:24.000\nstoryboard.jpg#xywh=640,0,160,90\n"), "{vtt}");
+    }
+
+    #[test]
+    fn many_keyframes_are_thinned_to_the_limit() {
+        let keys: Vec<f64> = (0..3600).map(|i| i as f64 * 2.0).collect();
+        let sb = Storyboard::plan(&keys, 7200.0, 1920, 1080).unwrap();
+        assert_eq!(sb.picks.len(), MAX_THUMBNAILS);
+        assert_eq!(sb.picks[1], 36);
+        assert_eq!((sb.columns, sb.rows), (10, 10));
+        let vtt = sb.vtt();
+        assert!(vtt.contains("storyboard.jpg#xywh=1440,810,160,90"), "{vtt}");
+        assert_eq!(sb.cues.last().unwrap().1, 7200.0);
+        assert!(Storyboard::plan(&[], 1.0, 2, 2).is_none());
+    }
+
+    #[test]
+    fn the_graph_picks_the_poster_and_the_thumbnails_by_index() {
+        let sb = Storyboard::plan(&[0.0, 10.0, 20.0], 24.0, 640, 480).unwrap();
+        let args = sb.args(Path::new("/s/keys.mkv"), Path::new("/s/poster.jpg"), Path::new("/s/storyboard.jpg"));
+        let joined = args.join(" ");
+        assert!(
+            joined.contains(
+                "select='eq(n\\,1)'[poster];[b]select='eq(n\\,0)+eq(n\\,1)+eq(n\\,2)',scale=160:120,tile=3x1"
+            ),
+            "{joined}"
+        );
+    }
+}
