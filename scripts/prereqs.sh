@@ -18,7 +18,7 @@ TRANSCODER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # HTTP API against its own /openapi.json, settings in schemathesis.toml,
 # written for 4.32); standardwebhooks to verify webhook
 # signatures as a receiver would; tuspy, a resumable-upload client from
-# outside this project.
+# outside this project; m3u8, a real HLS playlist parser.
 TRANSCODER_PY_PACKAGES=(
   pika
   "moto[server]"
@@ -29,6 +29,7 @@ TRANSCODER_PY_PACKAGES=(
   "schemathesis==4.32.5"
   "standardwebhooks==1.1.0"
   "tuspy==1.1.0"
+  "m3u8==6.0.0"
 )
 # RabbitMQ closes a channel whose delivery stays unacked longer than this;
 # it must exceed worker.job_timeout_seconds (3600 s by default). Written to

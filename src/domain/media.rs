@@ -83,6 +83,37 @@ pub struct OutputInfo {
     #[serde(default)]
     #[schema(required = true)]
     pub color: Option<Color>,
+    /// A package's manifest (`master.m3u8`, `manifest.mpd`), the file players
+    /// start from; absent for a single file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(examples("master.m3u8", "manifest.mpd"))]
+    pub manifest: Option<String>,
+    /// A package's renditions, highest first; absent for a single file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renditions: Option<Vec<Rendition>>,
+}
+
+/// One rendition of a package, as measured from its segments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Rendition {
+    /// `720p`: its playlist is `720p.m3u8` (HLS).
+    #[schema(examples("720p"))]
+    pub name: String,
+    #[schema(minimum = 1)]
+    pub width: u32,
+    #[schema(minimum = 1)]
+    pub height: u32,
+    /// Bits per second of its fullest segment.
+    #[schema(minimum = 0)]
+    pub bandwidth: u64,
+    /// Bits per second over the whole rendition.
+    #[schema(minimum = 0)]
+    pub average_bandwidth: u64,
+    /// RFC 6381 codecs, e.g. `avc1.64001f,mp4a.40.2`.
+    pub codecs: String,
+    #[schema(minimum = 0)]
+    pub frame_rate: f64,
 }
 
 /// Why a job failed: a stable `code` and a message for the user.

@@ -12,6 +12,6 @@ pub mod schema;
 
 pub use ids::{ClientId, JobId};
 pub use job::{ControlMessage, JobStatus, StatusDoc};
-pub use media::{Color, ErrorInfo, InputInfo, Links, OutputInfo, Segments};
-pub use options::{Container, JobOptions, OptionError, OutputFormat};
+pub use media::{Color, ErrorInfo, InputInfo, Links, OutputInfo, Rendition, Segments};
+pub use options::{Container, JobOptions, OptionError, OutputFormat, RUNGS};
 pub use plan::{JobRecord, PieceSpec, PlanState, TaskTiming};

@@ -54,9 +54,18 @@ async fn download(
 ) -> Result<Response, ApiError> {
     let doc = load_job(&state, &client, id).await?;
     let output = finished_output(&doc)?;
+    if let Some(manifest) = doc.format.manifest() {
+        // A package: its manifest, which names the other files relatively.
+        let location = format!("/video/download/{id}/{manifest}");
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, location)
+            .body(Body::empty())
+            .map_err(|e| ApiError::Internal(e.into()));
+    }
     let disposition = format!("attachment; filename=\"{id}.{}\"", doc.format.extension());
     let key = output_key(&client, id, doc.format);
-    serve_object(&state, id, &key, &output.content_type, Some(output.size_bytes), &headers, |r| {
+    serve_object(&state, id, &key, Some(&output.content_type), Some(output.size_bytes), &headers, |r| {
         r.header(header::CONTENT_DISPOSITION, disposition)
     })
     .await
@@ -83,7 +92,7 @@ pub async fn serve_object(
     state: &AppState,
     id: JobId,
     key: &str,
-    content_type: &str,
+    content_type: Option<&str>,
     size: Option<u64>,
     headers: &HeaderMap,
     extra: impl FnOnce(Builder) -> Builder,
@@ -104,6 +113,7 @@ pub async fn serve_object(
         None => None,
     };
     let object = state.storage.get(key, range.as_deref()).await?.ok_or_else(expired)?;
+    let content_type = content_type.or(object.content_type()).unwrap_or("application/octet-stream").to_string();
     let mut response = Response::builder()
         .status(if object.content_range().is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
         .header(header::CONTENT_TYPE, content_type)
@@ -163,14 +173,19 @@ struct Output;
 
 impl utoipa::IntoResponses for Output {
     fn responses() -> BTreeMap<String, RefOr<ResponseDoc>> {
-        let id_file = format!(
-            "^attachment; filename=\"{UUID}\\.({})\"$",
-            OutputFormat::ALL.map(OutputFormat::extension).join("|")
-        );
-        let types = OutputFormat::ALL.map(OutputFormat::content_type);
-        file_answers(&types, |r| {
+        let single: Vec<OutputFormat> = OutputFormat::ALL.into_iter().filter(|f| !f.is_package()).collect();
+        let extensions: Vec<&str> = single.iter().map(|f| f.extension()).collect();
+        let id_file = format!("^attachment; filename=\"{UUID}\\.({})\"$", extensions.join("|"));
+        let types: Vec<&str> = single.iter().map(|f| f.content_type()).collect();
+        let mut answers = file_answers(&types, |r| {
             r.header("Content-Disposition", parts::required(parts::header(matching(id_file.clone()), None)))
-        })
+        });
+        let manifest = format!("^/video/download/{UUID}/(master\\.m3u8|manifest\\.mpd)$");
+        let found = ResponseBuilder::new()
+            .description("An `hls` or `dash` job: its manifest, among the files of `/video/download/{id}/{file}`.")
+            .header("Location", parts::required(parts::header(matching(manifest), None)));
+        answers.insert("302".to_string(), found.build().into());
+        answers
     }
 }
 
@@ -180,7 +195,7 @@ pub struct FileOutput;
 impl utoipa::IntoResponses for FileOutput {
     fn responses() -> BTreeMap<String, RefOr<ResponseDoc>> {
         let mut types: Vec<&str> = OutputFormat::ALL.map(OutputFormat::content_type).to_vec();
-        types.extend(["image/jpeg", "text/vtt"]);
+        types.extend(["audio/mp4", "image/jpeg", "text/vtt"]);
         file_answers(&types, |r| r.header("Cache-Control", parts::required(parts::header(matching("immutable"), None))))
     }
 }

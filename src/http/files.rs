@@ -1,7 +1,8 @@
 //! A done job's output files by name: `GET /video/download/{id}/{file}`
 //! with an API key, `GET /video/play/{token}/{file}` with a playback token
-//! (no key; CORS). Both serve the result itself (`video.<ext>`), its
-//! `poster.jpg`, `storyboard.jpg` and `storyboard.vtt`, with ranges.
+//! (no key; CORS). Both serve the result itself (`video.<ext>`) or every
+//! file of a package, and `poster.jpg`, `storyboard.jpg` and
+//! `storyboard.vtt`, with ranges.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -44,8 +45,10 @@ struct JobFileParams {
     /// The job id. A malformed id names no job: 404.
     #[param(format = Uuid)]
     id: String,
-    /// A file of the output: `video.mp4` or `video.webm` (the result),
-    /// `poster.jpg`, `storyboard.jpg`, `storyboard.vtt`.
+    /// A file of the output: `video.mp4` or `video.webm` (the result of a
+    /// single-file job), every file of a package (`master.m3u8`,
+    /// `manifest.mpd`, playlists, init and media segments), `poster.jpg`,
+    /// `storyboard.jpg`, `storyboard.vtt`.
     file: String,
 }
 
@@ -150,18 +153,30 @@ async fn serve_file(
     serve_object(state, doc.id, &key, content_type, None, headers, |r| r.header(header::CACHE_CONTROL, cache)).await
 }
 
-/// The object and content type of one file of the job's output.
-fn file_key(client: &ClientId, doc: &StatusDoc, file: &str) -> Option<(String, &'static str)> {
+/// The object and content type of one file of the job's output (`None`:
+/// as stored, for a package's files).
+fn file_key(client: &ClientId, doc: &StatusDoc, file: &str) -> Option<(String, Option<&'static str>)> {
     let format = doc.format;
-    if file == format!("video.{}", format.extension()) {
-        return Some((output_key(client, doc.id, format), format.content_type()));
-    }
     let content_type = match file {
-        POSTER | STORYBOARD_IMAGE => "image/jpeg",
-        STORYBOARD_CUES => "text/vtt",
+        POSTER | STORYBOARD_IMAGE => Some("image/jpeg"),
+        STORYBOARD_CUES => Some("text/vtt"),
+        _ if format.is_package() && package_file(file) => None,
+        _ if !format.is_package() && file == format!("video.{}", format.extension()) => {
+            return Some((output_key(client, doc.id, format), Some(format.content_type())));
+        }
         _ => return None,
     };
     Some((output_file_key(client, doc.id, file), content_type))
+}
+
+/// A name a package's file can have (manifests, playlists, segments).
+fn package_file(name: &str) -> bool {
+    let ext = [".m3u8", ".mpd", ".mp4", ".m4s"];
+    name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && !name.starts_with('.')
+        && !name.contains("..")
+        && ext.iter().any(|e| name.ends_with(e))
 }
 
 /// The playback links of a done job: a token for its output folder.
@@ -171,7 +186,9 @@ pub fn playback_links(state: &AppState, client: &ClientId, doc: &mut StatusDoc) 
     }
     let token = state.playback.issue(client, doc.id, Utc::now());
     let base = format!("/video/play/{token}");
-    doc.links.play = Some(format!("{base}/video.{}", doc.format.extension()));
+    let played =
+        doc.format.manifest().map(str::to_string).unwrap_or_else(|| format!("video.{}", doc.format.extension()));
+    doc.links.play = Some(format!("{base}/{played}"));
     doc.links.poster = Some(format!("{base}/{POSTER}"));
     doc.links.storyboard = Some(format!("{base}/{STORYBOARD_CUES}"));
 }

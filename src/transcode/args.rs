@@ -64,7 +64,9 @@ fn video(media: &Media<'_>) -> Vec<String> {
         args.extend(["-filter_threads".into(), media.threads.to_string()]);
     }
     args.extend(strings(match media.options.format {
-        OutputFormat::Mp4 => &["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"],
+        OutputFormat::Mp4 | OutputFormat::Hls | OutputFormat::Dash => {
+            &["-c:v", "libx264", "-preset", "veryfast", "-crf", "23"]
+        }
         OutputFormat::Webm => &[
             "-c:v",
             "libvpx-vp9",
@@ -86,14 +88,15 @@ fn video(media: &Media<'_>) -> Vec<String> {
 
 fn audio(format: OutputFormat) -> Vec<String> {
     strings(match format {
-        OutputFormat::Mp4 => &["-ac", "2", "-c:a", "aac", "-b:a", "128k"],
+        OutputFormat::Mp4 | OutputFormat::Hls | OutputFormat::Dash => &["-ac", "2", "-c:a", "aac", "-b:a", "128k"],
         OutputFormat::Webm => &["-ac", "2", "-c:a", "libopus", "-b:a", "96k"],
     })
 }
 
 fn muxer(format: OutputFormat) -> Vec<String> {
     strings(match format {
-        OutputFormat::Mp4 => &["-movflags", "+faststart", "-f", "mp4"],
+        // (A package's pieces are MP4 too; its segments are written by the ladder.)
+        OutputFormat::Mp4 | OutputFormat::Hls | OutputFormat::Dash => &["-movflags", "+faststart", "-f", "mp4"],
         OutputFormat::Webm => &["-f", "webm"],
     })
 }

@@ -15,6 +15,7 @@ use crate::domain::OutputFormat;
 pub mod adts;
 mod args;
 pub mod child;
+pub mod ladder;
 pub mod previews;
 mod probe;
 mod run;

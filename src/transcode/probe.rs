@@ -25,6 +25,8 @@ pub struct MediaInfo {
     pub color: Color,
     /// ffprobe's `field_order` (`progressive`, `tt`, …), when known.
     pub field_order: Option<String>,
+    /// The video's average frame rate, when known.
+    pub frame_rate: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +51,7 @@ struct ProbeStream {
     color_range: Option<String>,
     field_order: Option<String>,
     sample_rate: Option<String>,
+    avg_frame_rate: Option<String>,
     #[serde(default)]
     side_data_list: Vec<ProbeSideData>,
 }
@@ -104,6 +107,7 @@ pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, TranscodeError> {
             video.side_data_list.iter().any(|d| d.side_data_type.as_deref().is_some_and(|t| t.contains("DOVI"))),
         ),
         field_order: video.field_order.clone(),
+        frame_rate: video.avg_frame_rate.as_deref().and_then(rational).filter(|r| *r > 0.0),
         start_seconds: out
             .format
             .as_ref()
@@ -112,6 +116,13 @@ pub fn parse_probe(json: &[u8]) -> Result<MediaInfo, TranscodeError> {
             .filter(|s| s.is_finite())
             .unwrap_or(0.0),
     })
+}
+
+/// `num/den` (ffprobe's form of a rate).
+fn rational(value: &str) -> Option<f64> {
+    let (n, d) = value.split_once('/')?;
+    let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+    (d != 0.0).then(|| n / d)
 }
 
 /// ffprobe on a local file, with the demuxer forced when given.

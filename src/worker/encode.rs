@@ -82,7 +82,7 @@ pub(super) async fn encode_part(
         }
     }
     let content_type = match (part, format) {
-        (Part::Audio, OutputFormat::Mp4) => "audio/mp4",
+        (Part::Audio, OutputFormat::Mp4 | OutputFormat::Hls | OutputFormat::Dash) => "audio/mp4",
         (Part::Audio, OutputFormat::Webm) => "audio/webm",
         (Part::Piece(_), f) => f.content_type(),
     };

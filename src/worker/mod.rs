@@ -6,6 +6,7 @@ mod encode;
 mod inputs;
 mod join;
 mod measure;
+mod package;
 mod previews;
 mod process;
 mod split;

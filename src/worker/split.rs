@@ -29,7 +29,7 @@ pub(super) fn audio_part_file(piece: &PieceSpec) -> String {
 
 pub(super) fn audio_file(format: OutputFormat) -> &'static str {
     match format {
-        OutputFormat::Mp4 => "audio.m4a",
+        OutputFormat::Mp4 | OutputFormat::Hls | OutputFormat::Dash => "audio.m4a",
         OutputFormat::Webm => "audio.webm",
     }
 }

@@ -127,6 +127,13 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
     let input = local.path();
     let fetch_ms = ms_since(t0);
     phase.end("fetch");
+    if run.options.format.is_package() {
+        // The ladder depends on the input's height: probe first.
+        // (Boxed: a large future, kept off the worker's stack.)
+        let info = Box::pin(super::package::encode(run, container, &input, scratch.path())).await?;
+        phase.end("package");
+        return Ok(Next::Done(info));
+    }
     // ffmpeg starts at once, for the common case (progressive SDR that
     // needs no conversion); the probe runs beside it and stops it if the
     // input is invalid, over a limit, long enough to split, or needs
@@ -213,7 +220,7 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
 }
 
 /// The input's colour into the status document.
-async fn record_input_color(run: &Run<'_>, info: &MediaInfo) -> Result<(), JobError> {
+pub(super) async fn record_input_color(run: &Run<'_>, info: &MediaInfo) -> Result<(), JobError> {
     let color = Some(info.color.clone());
     run.update(|r| {
         if r.doc.status.is_terminal() || r.doc.input.color == color {
@@ -265,13 +272,15 @@ pub fn output_info(format: OutputFormat, size: u64, probed: MediaInfo) -> Output
         video_codec: probed.video_codec,
         audio_codec: probed.audio_codec,
         color: Some(probed.color),
+        manifest: None,
+        renditions: None,
     }
 }
 
 /// Progress of a whole encode: the status document's percentage, once the
 /// probe has told the input's duration.
-struct WholeProgress {
-    duration: std::sync::Arc<std::sync::OnceLock<f64>>,
+pub(super) struct WholeProgress {
+    pub(super) duration: std::sync::Arc<std::sync::OnceLock<f64>>,
 }
 
 impl AsyncReport for WholeProgress {

@@ -15,6 +15,7 @@ mod config;
 mod eventlog;
 mod memory;
 mod observability;
+mod packages;
 mod pipeline;
 mod playback;
 mod processes;

@@ -22,6 +22,11 @@ pub(super) struct ConvertQuery {
     /// 0–9; higher runs first.
     #[param(minimum = 0, maximum = 9, default = 5)]
     priority: Option<u8>,
+    /// `hls` and `dash` only: the renditions' heights, comma-separated rungs of
+    /// 2160, 1440, 1080, 720, 480, 360, 240 (each once); default: every rung at or
+    /// below the input's height. Rungs above the input's height are left out.
+    #[param(pattern = r"^(2160|1440|1080|720|480|360|240)(,(2160|1440|1080|720|480|360|240))*$", example = "720,360")]
+    renditions: Option<String>,
 }
 
 #[derive(IntoParams)]
@@ -47,6 +52,9 @@ pub(super) struct ConvertForm {
     height: Option<u32>,
     #[schema(nullable = false, minimum = 0, maximum = 9)]
     priority: Option<u8>,
+    /// As the query parameter `renditions`.
+    #[schema(nullable = false, pattern = r"^(2160|1440|1080|720|480|360|240)(,(2160|1440|1080|720|480|360|240))*$")]
+    renditions: Option<String>,
 }
 
 /// The 202 of `POST /video/convert`.

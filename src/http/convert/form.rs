@@ -44,6 +44,7 @@ pub(super) async fn from_multipart(
                 options.set(&name, &value)?;
             }
         }
+        options.check()?;
         Ok(())
     }
     .await;

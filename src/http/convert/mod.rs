@@ -197,6 +197,12 @@ async fn receive(
     for (name, value) in &query {
         options.set(name, value)?;
     }
+    let multipart_options = req.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.to_str().is_ok_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+    });
+    if !multipart_options {
+        options.check()?;
+    }
     check_length(req.headers(), state.settings.http.max_upload_bytes)?;
 
     let hasher = hash.then(|| Arc::new(Mutex::new(Sha256::new())));

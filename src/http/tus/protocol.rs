@@ -106,6 +106,7 @@ pub(super) fn metadata(headers: &HeaderMap) -> Result<(JobOptions, Option<String
             _ => {}
         }
     }
+    options.check()?;
     Ok((options, filename))
 }
 

@@ -1,0 +1,344 @@
+//! Adaptive streaming packages: the ladder of renditions, the one ffmpeg
+//! that encodes all of them from one decode, and what is measured from the
+//! segments afterwards (bitrates, codecs) for the master playlist, which is
+//! written here rather than by ffmpeg (under `-c copy` ffmpeg 5.1 omits
+//! `CODECS` and writes the configured, not the measured, `BANDWIDTH`).
+//!
+//! Every rendition is H.264 (capped CRF) with AAC muxed in, in fMP4 (CMAF)
+//! segments of [`SEGMENT_SECONDS`]: keyframes are forced at the same input
+//! times in every rendition and scene-cut keyframes are off, so each segment
+//! starts with a keyframe and all renditions share the segment boundaries.
+
+use std::path::Path;
+
+use super::input_restrictions;
+use crate::domain::picture::{Picture, OUTPUT_TAGS};
+use crate::domain::{OutputFormat, RUNGS};
+
+/// Length of one segment.
+pub const SEGMENT_SECONDS: u32 = 4;
+
+/// The bitrate cap of each rung (kbit/s): about Apple's HLS authoring
+/// guidance for H.264 at 30 fps, so that a rung plays on the connection its
+/// resolution is meant for; simple content stays well under (CRF 23).
+pub fn cap_kbps(height: u32) -> u32 {
+    match height {
+        h if h >= 2160 => 16_000,
+        h if h >= 1440 => 9_000,
+        h if h >= 1080 => 5_800,
+        h if h >= 720 => 3_000,
+        h if h >= 480 => 1_400,
+        h if h >= 360 => 800,
+        _ => 400,
+    }
+}
+
+/// One rendition of a package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rung {
+    /// `720p`: the prefix of its files.
+    pub name: String,
+    pub height: u32,
+    pub cap_kbps: u32,
+}
+
+/// The renditions for an input `input_height` lines high: the requested
+/// rungs (or all of [`RUNGS`]) at or below it, highest first; when none is,
+/// one rendition at the input's own (even) height. Never upscaled.
+pub fn renditions(requested: Option<&[u32]>, input_height: u32) -> Vec<Rung> {
+    let wanted: Vec<u32> = requested.map(<[u32]>::to_vec).unwrap_or_else(|| RUNGS.to_vec());
+    let mut heights: Vec<u32> = wanted.into_iter().filter(|h| *h <= input_height).collect();
+    heights.sort_unstable_by(|a, b| b.cmp(a));
+    heights.dedup();
+    if heights.is_empty() {
+        heights.push((input_height / 2 * 2).max(2));
+    }
+    heights.into_iter().map(|h| Rung { name: format!("{h}p"), height: h, cap_kbps: cap_kbps(h) }).collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// What the package's ffmpeg reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub input: &'a Path,
+    pub demuxer: &'a str,
+    pub threads: u32,
+    pub picture: &'a Picture,
+    pub has_audio: bool,
+}
+
+/// The video encoder of one rendition (stream specifier `spec`).
+fn video_codec(rung: &Rung, spec: &str, threads: u32) -> Vec<String> {
+    let mut args = vec![format!("-c:v{spec}"), "libx264".into(), format!("-preset:v{spec}"), "veryfast".into()];
+    args.extend([format!("-crf:v{spec}"), "23".into()]);
+    args.extend([format!("-maxrate:v{spec}"), format!("{}k", rung.cap_kbps)]);
+    args.extend([format!("-bufsize:v{spec}"), format!("{}k", rung.cap_kbps * 2)]);
+    if threads > 0 {
+        args.extend([format!("-threads:v{spec}"), threads.to_string()]);
+    }
+    args
+}
+
+/// Keyframes at the segment boundaries only, the same in every rendition.
+fn keyframes() -> Vec<String> {
+    let mut args = vec!["-force_key_frames".into(), format!("expr:gte(t,n_forced*{SEGMENT_SECONDS})")];
+    args.extend(strings(&["-sc_threshold", "0", "-g", "1000", "-keyint_min", "1", "-flags", "+cgop"]));
+    args
+}
+
+/// Decode once, split, scale (and convert) per rendition.
+fn head_and_graph(source: &Source<'_>, rungs: &[Rung]) -> Vec<String> {
+    let mut args = strings(&["-hide_banner", "-nostdin", "-y"]);
+    if source.threads > 0 {
+        args.extend(["-threads".into(), source.threads.to_string()]);
+    }
+    args.extend(input_restrictions(source.demuxer));
+    args.extend(["-i".into(), source.input.display().to_string()]);
+    let outs: String = (0..rungs.len()).map(|i| format!("[s{i}]")).collect();
+    let mut graph = format!("[0:v:0]split={}{outs}", rungs.len());
+    for (i, rung) in rungs.iter().enumerate() {
+        let chain = source.picture.filters(&format!("scale=-2:{}", rung.height));
+        graph.push_str(&format!(";[s{i}]{chain},format=yuv420p[v{i}]"));
+    }
+    args.extend(["-filter_complex".into(), graph]);
+    if source.threads > 0 {
+        args.extend(["-filter_complex_threads".into(), source.threads.to_string()]);
+    }
+    args
+}
+
+fn audio_codec(spec: &str) -> Vec<String> {
+    vec![format!("-c:a{spec}"), "aac".into(), format!("-b:a{spec}"), "128k".into(), format!("-ac:a{spec}"), "2".into()]
+}
+
+/// Common to every output: exact frames (no duplicates or drops), no
+/// metadata, SDR BT.709 tags.
+fn output_common() -> Vec<String> {
+    let mut args = strings(&["-fps_mode", "passthrough", "-map_metadata", "-1", "-sn", "-dn"]);
+    args.extend(strings(&OUTPUT_TAGS));
+    args
+}
+
+/// HLS: one output per rendition (`<name>.m3u8`, `<name>_init.mp4`,
+/// `<name>_NNNNN.m4s`, audio muxed in), written into `dir`.
+pub fn hls_args(source: &Source<'_>, rungs: &[Rung], dir: &Path) -> Vec<String> {
+    let mut args = head_and_graph(source, rungs);
+    for (i, rung) in rungs.iter().enumerate() {
+        args.extend(["-map".into(), format!("[v{i}]")]);
+        if source.has_audio {
+            args.extend(strings(&["-map", "0:a:0"]));
+            args.extend(audio_codec(""));
+        }
+        args.extend(video_codec(rung, "", source.threads));
+        args.extend(keyframes());
+        args.extend(output_common());
+        args.extend(strings(&["-f", "hls", "-hls_time"]));
+        args.push(SEGMENT_SECONDS.to_string());
+        args.extend(strings(&["-hls_playlist_type", "vod", "-hls_segment_type", "fmp4"]));
+        args.extend(strings(&["-hls_flags", "independent_segments", "-hls_fmp4_init_filename"]));
+        args.push(format!("{}_init.mp4", rung.name));
+        args.push("-hls_segment_filename".into());
+        args.push(dir.join(format!("{}_%05d.m4s", rung.name)).display().to_string());
+        args.push(dir.join(format!("{}.m3u8", rung.name)).display().to_string());
+    }
+    args
+}
+
+/// DASH: one output, a video adaptation set of every rendition and an audio
+/// one (`manifest.mpd`, `init-<rep>.mp4`, `chunk-<rep>-NNNNN.m4s`; the
+/// renditions are representations 0.., the audio the last).
+pub fn dash_args(source: &Source<'_>, rungs: &[Rung], dir: &Path) -> Vec<String> {
+    let mut args = head_and_graph(source, rungs);
+    for i in 0..rungs.len() {
+        args.extend(["-map".into(), format!("[v{i}]")]);
+    }
+    if source.has_audio {
+        args.extend(strings(&["-map", "0:a:0"]));
+        args.extend(audio_codec(""));
+    }
+    for (i, rung) in rungs.iter().enumerate() {
+        args.extend(video_codec(rung, &format!(":{i}"), source.threads));
+    }
+    args.extend(keyframes());
+    args.extend(output_common());
+    args.extend(strings(&["-f", "dash", "-seg_duration"]));
+    args.push(SEGMENT_SECONDS.to_string());
+    args.extend(strings(&["-use_template", "1", "-use_timeline", "1", "-adaptation_sets"]));
+    args.push(if source.has_audio { "id=0,streams=v id=1,streams=a" } else { "id=0,streams=v" }.into());
+    args.extend(strings(&["-init_seg_name", "init-$RepresentationID$.mp4"]));
+    args.extend(strings(&["-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s"]));
+    args.push(dir.join("manifest.mpd").display().to_string());
+    args
+}
+
+/// The package's ffmpeg.
+pub fn package_args(format: OutputFormat, source: &Source<'_>, rungs: &[Rung], dir: &Path) -> Vec<String> {
+    match format {
+        OutputFormat::Dash => dash_args(source, rungs, dir),
+        _ => hls_args(source, rungs, dir),
+    }
+}
+
+/// One rendition's media segments: file names and durations, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segments {
+    pub init: String,
+    pub files: Vec<String>,
+    pub durations: Vec<f64>,
+}
+
+/// The segments of an HLS media playlist (its `#EXT-X-MAP` and `#EXTINF`s).
+pub fn hls_segments(playlist: &str) -> Option<Segments> {
+    let mut init = None;
+    let (mut files, mut durations) = (Vec::new(), Vec::new());
+    let mut pending: Option<f64> = None;
+    for line in playlist.lines().map(str::trim) {
+        if let Some(map) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            init = map.split('"').next().map(str::to_string);
+        } else if let Some(extinf) = line.strip_prefix("#EXTINF:") {
+            pending = extinf.split(',').next().and_then(|d| d.parse().ok());
+        } else if !line.is_empty() && !line.starts_with('#') {
+            durations.push(pending.take()?);
+            files.push(line.to_string());
+        }
+    }
+    Some(Segments { init: init?, files, durations })
+}
+
+/// The segments of representation `rep` of an MPD written with
+/// `$Number%05d$` templates and a `SegmentTimeline`.
+pub fn dash_segments(mpd: &str, rep: usize) -> Option<Segments> {
+    let start = mpd.find(&format!("<Representation id=\"{rep}\""))?;
+    let body = &mpd[start..start + mpd[start..].find("</Representation>")?];
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let t = &body[body.find(tag)?..];
+        let t = &t[..t.find('>')?];
+        let v = &t[t.find(&format!(" {name}=\""))? + name.len() + 3..];
+        Some(v[..v.find('"')?].to_string())
+    };
+    let timescale: f64 = attr("<SegmentTemplate", "timescale")?.parse().ok()?;
+    let first: usize = attr("<SegmentTemplate", "startNumber").unwrap_or_else(|| "1".into()).parse().ok()?;
+    let mut durations = Vec::new();
+    for s in body.split("<S ").skip(1) {
+        let s = &s[..s.find("/>")?];
+        let field = |name: &str| -> Option<f64> {
+            let v = &s[s.find(&format!("{name}=\""))? + name.len() + 2..];
+            v[..v.find('"')?].parse().ok()
+        };
+        let d = field("d")?;
+        for _ in 0..=(field("r").unwrap_or(0.0) as usize) {
+            durations.push(d / timescale);
+        }
+    }
+    let files = (0..durations.len()).map(|i| format!("chunk-{rep}-{:05}.m4s", first + i)).collect();
+    Some(Segments { init: format!("init-{rep}.mp4"), files, durations })
+}
+
+/// `avc1.PPCCLL` from an init segment's `avcC` box (profile, constraint
+/// flags, level: RFC 6381).
+pub fn avc_codec(init: &[u8]) -> Option<String> {
+    let at = init.windows(4).position(|w| w == b"avcC")? + 4;
+    let b = init.get(at..at + 4)?;
+    Some(format!("avc1.{:02x}{:02x}{:02x}", b[1], b[2], b[3]))
+}
+
+/// A rendition as measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub name: String,
+    pub playlist: String,
+    pub width: u32,
+    pub height: u32,
+    /// Bits per second of the fullest segment (rounded up).
+    pub peak_bps: u64,
+    /// Bits per second over the whole rendition.
+    pub average_bps: u64,
+    /// RFC 6381, video and audio.
+    pub codecs: String,
+    pub frame_rate: f64,
+}
+
+/// Peak and average bitrates from segment sizes (bytes) and durations.
+pub fn bitrates(sizes: &[u64], durations: &[f64]) -> (u64, u64) {
+    let peak = sizes
+        .iter()
+        .zip(durations)
+        .filter(|(_, d)| **d > 0.0)
+        .map(|(s, d)| (*s as f64 * 8.0 / d).ceil() as u64)
+        .max()
+        .unwrap_or(0);
+    let total: f64 = durations.iter().sum();
+    let average = if total > 0.0 { (sizes.iter().sum::<u64>() as f64 * 8.0 / total).ceil() as u64 } else { 0 };
+    (peak, average)
+}
+
+/// The master playlist, highest rendition first.
+pub fn master_playlist(renditions: &[Measured]) -> String {
+    let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for r in renditions {
+        m.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\",RESOLUTION={}x{},FRAME-RATE={:.3}\n{}\n",
+            r.peak_bps, r.average_bps, r.codecs, r.width, r.height, r.frame_rate, r.playlist
+        ));
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_ladder_never_upscales() {
+        let heights = |r: Vec<Rung>| r.into_iter().map(|r| r.height).collect::<Vec<_>>();
+        assert_eq!(heights(renditions(None, 720)), vec![720, 480, 360, 240]);
+        assert_eq!(heights(renditions(None, 1080)), vec![1080, 720, 480, 360, 240]);
+        assert_eq!(heights(renditions(None, 700)), vec![480, 360, 240]);
+        assert_eq!(heights(renditions(None, 181)), vec![180]);
+        assert_eq!(heights(renditions(Some(&[360, 720]), 720)), vec![720, 360]);
+        assert_eq!(heights(renditions(Some(&[1080, 720]), 720)), vec![720]);
+        assert_eq!(renditions(None, 480)[0], Rung { name: "480p".into(), height: 480, cap_kbps: 1400 });
+    }
+
+    #[test]
+    fn hls_playlists_and_dash_timelines_give_the_segments() {
+        let playlist = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n#EXT-X-PLAYLIST-TYPE:VOD\n\
+            #EXT-X-MAP:URI=\"720p_init.mp4\"\n#EXTINF:4.000000,\n720p_00000.m4s\n#EXTINF:2.040000,\n720p_00001.m4s\n#EXT-X-ENDLIST\n";
+        let s = hls_segments(playlist).unwrap();
+        assert_eq!(s.init, "720p_init.mp4");
+        assert_eq!(s.files, vec!["720p_00000.m4s", "720p_00001.m4s"]);
+        assert_eq!(s.durations, vec![4.0, 2.04]);
+        let mpd = r#"<Representation id="0" mimeType="video/mp4" codecs="avc1.64001f" bandwidth="2387022" width="1280" height="720">
+            <SegmentTemplate timescale="12800" initialization="init-$RepresentationID$.mp4" media="chunk-$RepresentationID$-$Number%05d$.m4s" startNumber="1">
+            <SegmentTimeline><S t="0" d="51200" r="3" /><S d="25600" /></SegmentTimeline></SegmentTemplate></Representation>
+            <Representation id="1" mimeType="video/mp4"></Representation>"#;
+        let s = dash_segments(mpd, 0).unwrap();
+        assert_eq!(s.durations, vec![4.0, 4.0, 4.0, 4.0, 2.0]);
+        assert_eq!(s.files[4], "chunk-0-00005.m4s");
+        assert_eq!(s.init, "init-0.mp4");
+    }
+
+    #[test]
+    fn codecs_bitrates_and_the_master_playlist() {
+        let init = [b"....avcC".as_slice(), &[1, 0x64, 0x00, 0x1f, 0xff]].concat();
+        assert_eq!(avc_codec(&init).as_deref(), Some("avc1.64001f"));
+        assert_eq!(bitrates(&[500_000, 250_000], &[4.0, 1.0]), (2_000_000, 1_200_000));
+        let m = Measured {
+            name: "720p".into(),
+            playlist: "720p.m3u8".into(),
+            width: 1280,
+            height: 720,
+            peak_bps: 2_000_000,
+            average_bps: 1_200_000,
+            codecs: "avc1.64001f,mp4a.40.2".into(),
+            frame_rate: 25.0,
+        };
+        assert_eq!(
+            master_playlist(&[m]),
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-STREAM-INF:BANDWIDTH=2000000,AVERAGE-BANDWIDTH=1200000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=25.000\n720p.m3u8\n"
+        );
+    }
+}

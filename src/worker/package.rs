@@ -1,0 +1,208 @@
+//! The `hls` and `dash` formats: probe, encode the ladder in one ffmpeg,
+//! measure the segments, write the master playlist, store every file of the
+//! package with its poster and storyboard.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::common::{JobError, Run};
+use super::whole::{record_input_color, remove_output, WholeProgress};
+use crate::domain::picture::Picture;
+use crate::domain::{Container, OutputFormat, OutputInfo, Rendition};
+use crate::storage::{output_file_key, StoreError};
+use crate::transcode::ladder::{self, Measured, Rung, Segments, Source};
+use crate::transcode::{self, TranscodeError};
+
+/// Files stored at once.
+const UPLOADS_AT_ONCE: usize = 8;
+
+/// Probes the local input, encodes the package and stores it.
+pub async fn encode(run: &Run<'_>, container: Container, input: &Path, scratch: &Path) -> Result<OutputInfo, JobError> {
+    let info = transcode::probe(input, Some(container.demuxer())).await?;
+    run.limits().check(&info)?;
+    let threads = run.ctx.settings.ffmpeg_threads;
+    let (recorded, interlaced) =
+        tokio::join!(record_input_color(run, &info), transcode::interlaced(input, container.demuxer(), &info, threads));
+    recorded?;
+    let picture = Picture::for_input(&info.color, info.height, interlaced?);
+    let format = run.options.format;
+    let rungs = ladder::renditions(run.options.renditions.as_deref(), info.height);
+    let dir = scratch.join("package");
+    tokio::fs::create_dir_all(&dir).await?;
+    let source = Source {
+        input,
+        demuxer: container.demuxer(),
+        threads,
+        picture: &picture,
+        has_audio: info.audio_codec.is_some(),
+    };
+    tracing::info!(renditions = ?rungs.iter().map(|r| r.height).collect::<Vec<_>>(), "encoding the package");
+    let duration = Arc::new(OnceLock::new());
+    let _ = duration.set(info.duration_seconds);
+    let args = ladder::package_args(format, &source, &rungs, &dir);
+    run.ffmpeg(args, scratch, run.stop.clone(), WholeProgress { duration }).await?;
+    let stored = store(run, format, &rungs, &dir, scratch, source.has_audio).await;
+    if stored.is_err() {
+        remove_output(run).await;
+    }
+    stored
+}
+
+/// The segments of each rendition, as the package's playlists list them.
+async fn segments(format: OutputFormat, rungs: &[Rung], dir: &Path) -> Result<Vec<Segments>, JobError> {
+    let unreadable = || TranscodeError::Internal("ffmpeg wrote a package whose playlists cannot be read".into());
+    let mut all = Vec::new();
+    let mpd = match format {
+        OutputFormat::Dash => Some(tokio::fs::read_to_string(dir.join("manifest.mpd")).await?),
+        _ => None,
+    };
+    for (i, rung) in rungs.iter().enumerate() {
+        let found = match &mpd {
+            Some(mpd) => ladder::dash_segments(mpd, i),
+            None => ladder::hls_segments(&tokio::fs::read_to_string(dir.join(format!("{}.m3u8", rung.name))).await?),
+        };
+        let found = found.filter(|s| !s.files.is_empty()).ok_or_else(unreadable)?;
+        all.push(found);
+    }
+    Ok(all)
+}
+
+/// `init + segments` of one rendition as one fMP4 file (`count` segments).
+async fn joined(dir: &Path, segments: &Segments, count: usize, into: &Path) -> Result<(), JobError> {
+    let mut bytes = tokio::fs::read(dir.join(&segments.init)).await?;
+    for file in segments.files.iter().take(count) {
+        bytes.extend(tokio::fs::read(dir.join(file)).await?);
+    }
+    tokio::fs::write(into, bytes).await?;
+    Ok(())
+}
+
+async fn store(
+    run: &Run<'_>,
+    format: OutputFormat,
+    rungs: &[Rung],
+    dir: &Path,
+    scratch: &Path,
+    has_audio: bool,
+) -> Result<OutputInfo, JobError> {
+    let all = segments(format, rungs, dir).await?;
+    let mut measured = Vec::new();
+    let mut top = None;
+    for (i, (rung, segs)) in rungs.iter().zip(&all).enumerate() {
+        // The top rendition whole (for the poster, storyboard and the
+        // output's description); the others' first segment.
+        let sample = scratch.join(format!("{}-sample.mp4", rung.name));
+        joined(dir, segs, if i == 0 { usize::MAX } else { 1 }, &sample).await?;
+        let probed = transcode::probe(&sample, None).await?;
+        let mut sizes = Vec::new();
+        for file in &segs.files {
+            sizes.push(tokio::fs::metadata(dir.join(file)).await?.len());
+        }
+        let (peak_bps, average_bps) = ladder::bitrates(&sizes, &segs.durations);
+        let init = tokio::fs::read(dir.join(&segs.init)).await?;
+        let video = ladder::avc_codec(&init)
+            .ok_or_else(|| TranscodeError::Internal("a rendition's init segment has no avcC".into()))?;
+        let codecs = if has_audio { format!("{video},mp4a.40.2") } else { video };
+        measured.push(Measured {
+            name: rung.name.clone(),
+            playlist: format!("{}.m3u8", rung.name),
+            width: probed.width,
+            height: probed.height,
+            peak_bps,
+            average_bps,
+            codecs,
+            frame_rate: probed.frame_rate.unwrap_or(0.0),
+        });
+        if i == 0 {
+            top = Some((sample, probed));
+        }
+    }
+    let (top_file, top_info) = top.ok_or_else(|| TranscodeError::Internal("a package without renditions".into()))?;
+    if format == OutputFormat::Hls {
+        tokio::fs::write(dir.join("master.m3u8"), ladder::master_playlist(&measured)).await?;
+    }
+    let (stored, previews) = tokio::join!(
+        upload_all(run, format, dir, rungs.len()),
+        super::previews::store(run, &top_file, top_info.duration_seconds, top_info.width, top_info.height)
+    );
+    let size = stored?;
+    previews?;
+    Ok(OutputInfo {
+        format,
+        content_type: format.content_type().to_string(),
+        size_bytes: size,
+        duration_seconds: (top_info.duration_seconds * 1000.0).round() / 1000.0,
+        width: top_info.width,
+        height: top_info.height,
+        video_codec: top_info.video_codec.clone(),
+        audio_codec: has_audio.then(|| "aac".to_string()),
+        color: Some(top_info.color.clone()),
+        manifest: format.manifest().map(str::to_string),
+        renditions: Some(
+            measured
+                .into_iter()
+                .map(|m| Rendition {
+                    name: m.name,
+                    width: m.width,
+                    height: m.height,
+                    bandwidth: m.peak_bps,
+                    average_bandwidth: m.average_bps,
+                    codecs: m.codecs,
+                    frame_rate: (m.frame_rate * 1000.0).round() / 1000.0,
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// The content type a package file is stored (and served) with; DASH's
+/// audio representation is the one after the renditions.
+fn content_type(name: &str, audio_rep: usize) -> &'static str {
+    if name.ends_with(".m3u8") {
+        "application/vnd.apple.mpegurl"
+    } else if name.ends_with(".mpd") {
+        "application/dash+xml"
+    } else if name == format!("init-{audio_rep}.mp4") || name.starts_with(&format!("chunk-{audio_rep}-")) {
+        "audio/mp4"
+    } else {
+        "video/mp4"
+    }
+}
+
+/// Stores every file of the package; their total size.
+async fn upload_all(run: &Run<'_>, format: OutputFormat, dir: &Path, renditions: usize) -> Result<u64, JobError> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        files.push((name, entry.path()));
+    }
+    let audio_rep = if format == OutputFormat::Dash { renditions } else { usize::MAX };
+    let storage = &run.ctx.storage;
+    let sizes: Vec<u64> = futures::stream::iter(files)
+        .map(|(name, path)| async move {
+            let key = output_file_key(run.client, run.id, &name);
+            storage.put_file(&key, &path, content_type(&name, audio_rep)).await
+        })
+        .buffer_unordered(UPLOADS_AT_ONCE)
+        .try_collect()
+        .await
+        .map_err(|e: StoreError| JobError::Store(e))?;
+    Ok(sizes.iter().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn package_files_have_their_content_types() {
+        use super::content_type;
+        assert_eq!(content_type("master.m3u8", usize::MAX), "application/vnd.apple.mpegurl");
+        assert_eq!(content_type("manifest.mpd", 2), "application/dash+xml");
+        assert_eq!(content_type("chunk-2-00001.m4s", 2), "audio/mp4");
+        assert_eq!(content_type("init-2.mp4", 2), "audio/mp4");
+        assert_eq!(content_type("chunk-1-00001.m4s", 2), "video/mp4");
+        assert_eq!(content_type("720p_00000.m4s", usize::MAX), "video/mp4");
+    }
+}

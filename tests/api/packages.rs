@@ -1,0 +1,215 @@
+//! `format=hls` and `format=dash`: the ladder, a master playlist a real
+//! parser accepts with measured bandwidths and real codecs, segments that
+//! start with a keyframe at the same time in every rendition, and every
+//! rendition decoding over HTTP with the input's frame count.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// A 20 s 1280×720 25 fps clip with a tone: 500 frames.
+const FRAMES: u64 = 500;
+
+fn python() -> String {
+    std::env::var("TRANSCODER_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/target/pyenv/bin/python", env!("CARGO_MANIFEST_DIR")))
+}
+
+/// Frames ffprobe decodes from `url` (stream `select`).
+fn decoded_frames(url: &str, select: &str) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", select])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // One line per program that holds the stream, then the stream's own.
+    let counts: Vec<u64> = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    assert!(!counts.is_empty() && counts.iter().all(|c| *c == counts[0]), "ffprobe {url}: {text}");
+    counts[0]
+}
+
+/// The first video packet of `init + segment`: (pts seconds, keyframe).
+async fn first_packet(http: &reqwest::Client, dir: &Path, init: &str, segment: &str, n: usize) -> (f64, bool) {
+    let mut bytes = http.get(init).send().await.unwrap().bytes().await.unwrap().to_vec();
+    bytes.extend(http.get(segment).send().await.unwrap().bytes().await.unwrap());
+    let file = dir.join(format!("probe-{n}.mp4"));
+    std::fs::write(&file, bytes).unwrap();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags"])
+        .args(["-read_intervals", "%+#1", "-of", "csv=p=0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or_else(|| panic!("no packet in {segment}"));
+    let mut fields = line.split(',');
+    (fields.next().unwrap().parse().unwrap(), fields.next().unwrap().starts_with('K'))
+}
+
+async fn submit_done(app: &TestApp, sub: &mut Subscriber, clip: &Path, query: &str) -> Value {
+    let id = app.submit(clip, query).await;
+    let end = sub.wait_for_any(&[&format!("job.completed.{id}"), &format!("job.failed.{id}")], JOB_TIMEOUT).await;
+    assert_eq!(end.body["data"]["status"], "done", "{}", end.body);
+    app.status(&id).await
+}
+
+fn clip(app: &TestApp) -> std::path::PathBuf {
+    Clip { seconds: 20, width: 1280, height: 720, audio: true }.make(app.dir.path(), "clip720.mp4")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hls_job_is_a_ladder_that_a_real_parser_and_ffmpeg_read_over_http() {
+    let app = spawn_app().await;
+    let mut sub = Subscriber::bind(&app.prefix, "default", "#").await;
+    let clip = clip(&app);
+    let doc = submit_done(&app, &mut sub, &clip, "?format=hls").await;
+    let id = doc["id"].as_str().unwrap();
+    let output = &doc["output"];
+    assert_eq!(output["manifest"], "master.m3u8");
+    assert_eq!(output["content-type"], "application/vnd.apple.mpegurl");
+    let heights: Vec<u64> =
+        output["renditions"].as_array().unwrap().iter().map(|r| r["height"].as_u64().unwrap()).collect();
+    assert_eq!(heights, vec![720, 480, 360, 240], "the default ladder of a 720p input");
+
+    // The download answers with the manifest's address.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let found = client.get(app.url(&format!("/video/download/{id}"))).send().await.unwrap();
+    assert_eq!(found.status(), 302);
+    assert_eq!(found.headers()["location"], format!("/video/download/{id}/master.m3u8"));
+
+    // The package under its playback URL, read by the m3u8 parser.
+    let master = app.url(doc["links"]["play"].as_str().unwrap());
+    assert!(master.ends_with("/master.m3u8"), "{master}");
+    let checked = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/hls_check.py"))
+        .arg(&master)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&checked.stdout).to_string();
+    assert!(checked.status.success(), "hls_check: {stdout}{}", String::from_utf8_lossy(&checked.stderr));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let variants = report["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 4);
+    for (v, r) in variants.iter().zip(output["renditions"].as_array().unwrap()) {
+        assert_eq!(v["resolution"][1], r["height"]);
+        assert_eq!(v["bandwidth"], r["bandwidth"]);
+        assert_eq!(v["codecs"], r["codecs"]);
+        println!(
+            "hls {}p: BANDWIDTH {} (measured peak {}), AVERAGE-BANDWIDTH {}, CODECS {}",
+            r["height"], v["bandwidth"], v["peak_bps"], v["average_bandwidth"], v["codecs"]
+        );
+    }
+
+    // Every segment starts with a keyframe at the same time in every rendition.
+    let segments = variants[0]["segments"].as_array().unwrap().len();
+    assert!(segments >= 5, "{segments} segments of 20 s");
+    let http = http_client();
+    for k in 0..segments {
+        let mut starts = Vec::new();
+        for (n, v) in variants.iter().enumerate() {
+            let (pts, key) =
+                first_packet(&http, app.dir.path(), v["init"].as_str().unwrap(), v["segments"][k].as_str().unwrap(), n)
+                    .await;
+            assert!(key, "segment {k} of {} does not start with a keyframe", v["uri"]);
+            starts.push(pts);
+        }
+        assert!(starts.iter().all(|s| (s - starts[0]).abs() < 1e-6), "segment {k} starts at {starts:?}");
+    }
+
+    // ffmpeg decodes every variant over HTTP: the input's 500 frames.
+    for v in variants {
+        assert_eq!(decoded_frames(v["uri"].as_str().unwrap(), "v:0"), FRAMES, "{}", v["uri"]);
+    }
+    // The poster and the storyboard come from the top rendition.
+    let poster = http.get(app.url(doc["links"]["poster"].as_str().unwrap())).send().await.unwrap();
+    assert_eq!(poster.status(), 200);
+    let poster_file = app.dir.path().join("poster.jpg");
+    std::fs::write(&poster_file, poster.bytes().await.unwrap()).unwrap();
+    let p = probe(&poster_file);
+    assert_eq!(
+        (stream(&p, "video").unwrap()["width"].as_u64(), stream(&p, "video").unwrap()["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    let vtt =
+        http.get(app.url(doc["links"]["storyboard"].as_str().unwrap())).send().await.unwrap().text().await.unwrap();
+    assert!(vtt.starts_with("WEBVTT") && vtt.matches(" --> ").count() >= 5, "{vtt}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dash_job_with_two_renditions_is_an_mpd_ffmpeg_reads_over_http() {
+    let app = spawn_app().await;
+    let mut sub = Subscriber::bind(&app.prefix, "default", "#").await;
+    let clip = clip(&app);
+    let doc = submit_done(&app, &mut sub, &clip, "?format=dash&renditions=360,720").await;
+    let output = &doc["output"];
+    assert_eq!(output["manifest"], "manifest.mpd");
+    let heights: Vec<u64> =
+        output["renditions"].as_array().unwrap().iter().map(|r| r["height"].as_u64().unwrap()).collect();
+    assert_eq!(heights, vec![720, 360]);
+    let mpd_url = app.url(doc["links"]["play"].as_str().unwrap());
+    let mpd = http_client().get(&mpd_url).send().await.unwrap();
+    assert_eq!(mpd.headers()["content-type"], "application/dash+xml");
+    let mpd = mpd.text().await.unwrap();
+    let representations = mpd.matches("<Representation ").count();
+    assert_eq!(representations, 3, "two video and one audio representation: {mpd}");
+    assert_eq!(mpd.matches(" codecs=\"").count(), 3, "{mpd}");
+    assert_eq!(mpd.matches(" bandwidth=\"").count(), 3, "{mpd}");
+    assert!(mpd.contains("codecs=\"avc1.") && mpd.contains("codecs=\"mp4a.40.2\""), "{mpd}");
+
+    // ffmpeg's dash demuxer reads it over HTTP: the two heights, each
+    // rendition with the input's frames.
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type,height", "-of", "json", &mpd_url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let streams: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut probed: Vec<u64> = streams["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["codec_type"] == "video")
+        .map(|s| s["height"].as_u64().unwrap())
+        .collect();
+    probed.sort_unstable();
+    assert_eq!(probed, vec![360, 720]);
+    for n in 0..2 {
+        assert_eq!(decoded_frames(&mpd_url, &format!("v:{n}")), FRAMES, "rendition {n}");
+    }
+    // An audio segment is served as audio.
+    let audio = http_client().get(mpd_url.replace("manifest.mpd", "init-2.mp4")).send().await.unwrap();
+    assert_eq!(audio.headers()["content-type"], "audio/mp4");
+    let poster = http_client().get(app.url(doc["links"]["poster"].as_str().unwrap())).send().await.unwrap();
+    let poster_file = app.dir.path().join("poster.jpg");
+    std::fs::write(&poster_file, poster.bytes().await.unwrap()).unwrap();
+    let p = probe(&poster_file);
+    let size = (stream(&p, "video").unwrap()["width"].as_u64(), stream(&p, "video").unwrap()["height"].as_u64());
+    assert_eq!(size, (Some(1280), Some(720)), "the poster at the top rendition's size");
+    let vtt = http_client().get(app.url(doc["links"]["storyboard"].as_str().unwrap())).send().await.unwrap();
+    assert!(vtt.text().await.unwrap().matches(" --> ").count() >= 5);
+    println!("dash: {representations} representations, both renditions {FRAMES} frames over HTTP");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_or_duplicate_renditions_and_mismatched_options_are_422() {
+    let app = spawn_app().await;
+    for query in [
+        "?format=hls&renditions=720,700",
+        "?format=dash&renditions=720,720",
+        "?format=mp4&renditions=720",
+        "?format=hls&height=360",
+    ] {
+        let response = app.submit_bytes(b"not sent".to_vec(), "video/mp4", query).await;
+        assert_eq!(response.status(), 422, "{query}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "invalid-option", "{query}: {problem}");
+    }
+    app.stop().await;
+}
