@@ -37,9 +37,13 @@ enum Command {
     /// Upload a video; with --wait, follow its pushed events and download the result.
     Submit {
         file: PathBuf,
-        /// Output format: mp4 (H.264/AAC) or webm (VP9/Opus).
+        /// Output format: mp4 (H.264/AAC), webm (VP9/Opus), or the adaptive
+        /// streaming packages hls and dash.
         #[arg(long)]
         format: Option<String>,
+        /// hls and dash: the renditions' heights, e.g. 720,360 (default: the ladder).
+        #[arg(long)]
+        renditions: Option<String>,
         /// Output height in pixels (aspect kept).
         #[arg(long)]
         height: Option<u32>,
@@ -49,7 +53,8 @@ enum Command {
         /// Wait for the job, showing its progress, and download the result.
         #[arg(long)]
         wait: bool,
-        /// Where to save the result (with --wait).
+        /// Where to save the result (with --wait): a file, or for hls and
+        /// dash a folder that receives every file of the package.
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
         #[command(flatten)]
@@ -159,8 +164,8 @@ async fn run_command() -> std::process::ExitCode {
         Command::Api => run(settings, Role::Api).await,
         Command::Worker => run(settings, Role::Worker).await,
         Command::Webhooks => run(settings, Role::Webhooks).await,
-        Command::Submit { file, format, height, priority, wait, output, target } => {
-            let args = SubmitArgs { file, format, height, priority, wait, output };
+        Command::Submit { file, format, renditions, height, priority, wait, output, target } => {
+            let args = SubmitArgs { file, format, height, priority, renditions, wait, output };
             match target.target(settings) {
                 Ok(t) => client::submit(&t, &args).await,
                 Err(e) => Err(e),

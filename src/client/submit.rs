@@ -1,6 +1,6 @@
 //! `transcoder submit FILE`: a resumable upload (tus, see [`super::upload`])
 //! with a progress bar; with `--wait`, follow the job through its pushed
-//! events and download the result.
+//! events and download the result (every file of a package).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ pub struct SubmitArgs {
     pub format: Option<String>,
     pub height: Option<u32>,
     pub priority: Option<u8>,
+    /// Heights of a package's renditions (`720,360`).
+    pub renditions: Option<String>,
     pub wait: bool,
     pub output: Option<PathBuf>,
 }
@@ -118,11 +120,68 @@ pub async fn submit(target: &Target, args: &SubmitArgs) -> anyhow::Result<()> {
         }
         _ => bail!("job {id} was cancelled"),
     }
+    if let Some(manifest) = data["output"]["manifest"].as_str() {
+        let dir = args.output.clone().unwrap_or_else(|| PathBuf::from(&id));
+        let files = download_package(target, &http, &id, manifest, &dir).await?;
+        eprintln!("saved {} files of the package in {}", files, dir.display());
+        return Ok(());
+    }
     let ext = data["output"]["format"].as_str().unwrap_or("mp4");
     let out = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{id}.{ext}")));
-    download(target, &http, &id, &out).await?;
+    download(target, &http, &format!("/video/download/{id}"), &out).await?;
     eprintln!("saved {}", out.display());
     Ok(())
+}
+
+/// Every file of a package (the manifest, the playlists and segments it
+/// names, the poster and the storyboard) into `dir`; how many.
+async fn download_package(
+    target: &Target,
+    http: &reqwest::Client,
+    id: &str,
+    manifest: &str,
+    dir: &Path,
+) -> anyhow::Result<usize> {
+    use crate::transcode::ladder;
+    use crate::transcode::previews::{POSTER, STORYBOARD_CUES, STORYBOARD_IMAGE};
+    tokio::fs::create_dir_all(dir).await.with_context(|| format!("cannot create {}", dir.display()))?;
+    let base = format!("/video/download/{id}");
+    let fetch = |name: String| {
+        let out = dir.join(&name);
+        let path = format!("{base}/{name}");
+        async move {
+            download(target, http, &path, &out).await?;
+            anyhow::Ok(out)
+        }
+    };
+    let manifest_file = fetch(manifest.to_string()).await?;
+    let text = tokio::fs::read_to_string(&manifest_file).await?;
+    let mut names: Vec<String> = vec![POSTER.into(), STORYBOARD_IMAGE.into(), STORYBOARD_CUES.into()];
+    let mut lists = Vec::new();
+    let mut fetched = 1;
+    if manifest.ends_with(".mpd") {
+        for rep in 0..text.matches("<Representation ").count() {
+            lists.push(ladder::dash_segments(&text, rep).context("the MPD's segment list cannot be read")?);
+        }
+    } else {
+        for playlist in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let media = tokio::fs::read_to_string(fetch(playlist.to_string()).await?).await?;
+            fetched += 1;
+            lists.push(ladder::hls_segments(&media).context("a media playlist cannot be read")?);
+        }
+    }
+    for list in lists {
+        names.push(list.init);
+        names.extend(list.files);
+    }
+    fetched += names.len();
+    futures::stream::iter(names.into_iter().map(fetch))
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(fetched)
 }
 
 /// `Upload-Metadata`: the file's name and the job options.
@@ -137,6 +196,9 @@ fn metadata(args: &SubmitArgs) -> String {
     }
     if let Some(p) = args.priority {
         pairs.push(("priority", p.to_string()));
+    }
+    if let Some(r) = &args.renditions {
+        pairs.push(("renditions", r.clone()));
     }
     upload::metadata(&pairs)
 }
@@ -174,8 +236,9 @@ async fn follow(events: &mut Events, id: &str) -> anyhow::Result<(String, serde_
     }
 }
 
-async fn download(target: &Target, http: &reqwest::Client, id: &str, out: &Path) -> anyhow::Result<()> {
-    let mut request = http.get(format!("{}/video/download/{id}", target.server.trim_end_matches('/')));
+/// One download (`path` under the server) into `out`.
+async fn download(target: &Target, http: &reqwest::Client, path: &str, out: &Path) -> anyhow::Result<()> {
+    let mut request = http.get(format!("{}{path}", target.server.trim_end_matches('/')));
     if let Some(key) = &target.api_key {
         request = request.bearer_auth(key);
     }

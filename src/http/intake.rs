@@ -57,7 +57,7 @@ pub async fn enqueue(
     state.broker.note_enqueued();
     state.quota.accepted(client, id);
     tracing::info!(job = %id, size, "job accepted");
-    metrics::counter!("transcoder_jobs_submitted_total", "format" => options.format.extension()).increment(1);
+    metrics::counter!("transcoder_jobs_submitted_total", "format" => options.format.as_str()).increment(1);
     metrics::counter!("transcoder_upload_bytes_total").increment(size);
     Ok(doc)
 }

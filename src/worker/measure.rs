@@ -32,7 +32,7 @@ pub fn estimate(doc: &mut StatusDoc) {
 }
 
 pub(super) fn record_outcome(doc: &StatusDoc) {
-    let format = doc.format.extension();
+    let format = doc.format.as_str();
     match doc.status {
         JobStatus::Done => {
             metrics::counter!("transcoder_jobs_completed_total", "format" => format).increment(1);

@@ -213,3 +213,35 @@ async fn unknown_or_duplicate_renditions_and_mismatched_options_are_422() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_downloads_a_whole_hls_package_that_ffmpeg_plays_from_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique("pkgcli");
+    let (_serve, address) = crate::procs::spawn_serve(dir.path(), &prefix, &[]).await;
+    let clip = Clip { seconds: 6, width: 640, height: 360, audio: true }.make(dir.path(), "clip.mp4");
+    let out = dir.path().join("package");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_transcoder"))
+        .args(["submit", clip.to_str().unwrap(), "--format", "hls", "--renditions", "360,240", "--wait"])
+        .args(["-o", out.to_str().unwrap(), "--server", &address])
+        .env("TRANSCODER__AMQP__PREFIX", &prefix)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "submit failed: {stderr}");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for expected in ["master.m3u8", "360p.m3u8", "240p.m3u8", "360p_init.mp4", "240p_00001.m4s", "poster.jpg"] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    assert!(stderr.contains(&format!("saved {} files", names.len())), "{stderr} vs {names:?}");
+    // The folder plays on its own: the local master playlist, every frame.
+    let local = out.join("master.m3u8");
+    for n in 0..2 {
+        let frames = decoded_frames(local.to_str().unwrap(), &format!("v:{n}"));
+        assert_eq!(frames, 150, "rendition {n} from the downloaded folder");
+    }
+    delete_topology(&prefix);
+}
