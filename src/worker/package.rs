@@ -2,6 +2,7 @@
 //! measure the segments, write the master playlist, store every file of the
 //! package with its poster and storyboard.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -42,12 +43,90 @@ pub async fn encode(run: &Run<'_>, container: Container, input: &Path, scratch: 
     let duration = Arc::new(OnceLock::new());
     let _ = duration.set(info.duration_seconds);
     let args = ladder::package_args(format, &source, &rungs, &dir);
-    run.ffmpeg(args, scratch, run.stop.clone(), WholeProgress { duration }).await?;
-    let stored = store(run, format, &rungs, &dir, scratch, source.has_audio).await;
-    if stored.is_err() {
+    let audio_rep = if format == OutputFormat::Dash { rungs.len() } else { usize::MAX };
+    let mut uploads = Uploads { dir: dir.clone(), audio_rep, stored: HashMap::new() };
+    let encoded = async {
+        // Segments are stored as ffmpeg closes them, the rest at the end.
+        // (Futures boxed: large ones, kept off the worker's stack.)
+        let mut encode = Box::pin(run.ffmpeg(args, scratch, run.stop.clone(), WholeProgress { duration }));
+        let mut tick = tokio::time::interval(UPLOAD_INTERVAL);
+        loop {
+            tokio::select! {
+                done = &mut encode => break done.map_err(JobError::from),
+                _ = tick.tick() => Box::pin(uploads.store(run, false)).await?,
+            }
+        }?;
+        Box::pin(store(run, format, &rungs, &dir, scratch, source.has_audio, &mut uploads)).await
+    };
+    let result = Box::pin(encoded).await;
+    if result.is_err() {
         remove_output(run).await;
     }
-    stored
+    result
+}
+
+/// How often the package folder is looked at for closed segments.
+const UPLOAD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The package's files stored so far, with their sizes.
+struct Uploads {
+    dir: PathBuf,
+    /// DASH's audio representation (its files are `audio/mp4`).
+    audio_rep: usize,
+    stored: HashMap<String, u64>,
+}
+
+impl Uploads {
+    /// Stores the files not stored yet: those ffmpeg has closed (a segment
+    /// whose successor exists, an init segment whose first segment does),
+    /// or, at the end (`all`), every one.
+    async fn store(&mut self, run: &Run<'_>, all: bool) -> Result<(), JobError> {
+        let mut names = Vec::new();
+        let mut entries = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        let ready: Vec<String> =
+            names.iter().filter(|n| !self.stored.contains_key(*n) && (all || closed(n, &names))).cloned().collect();
+        let storage = &run.ctx.storage;
+        let audio_rep = self.audio_rep;
+        let dir = &self.dir;
+        let sizes: Vec<(String, u64)> = futures::stream::iter(ready)
+            .map(|name| async move {
+                let key = output_file_key(run.client, run.id, &name);
+                let size = storage.put_file(&key, &dir.join(&name), content_type(&name, audio_rep)).await?;
+                Ok::<_, StoreError>((name, size))
+            })
+            .buffer_unordered(UPLOADS_AT_ONCE)
+            .try_collect()
+            .await?;
+        self.stored.extend(sizes);
+        Ok(())
+    }
+
+    fn total(&self) -> u64 {
+        self.stored.values().sum()
+    }
+}
+
+/// Whether ffmpeg is done with a file of the package while it still runs.
+fn closed(name: &str, names: &[String]) -> bool {
+    let exists = |n: &str| names.iter().any(|x| x == n);
+    if let Some(stem) = name.strip_suffix(".m4s") {
+        let digits = stem.len() - stem.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let (prefix, number) = stem.split_at(digits);
+        return match number.parse::<u64>() {
+            Ok(n) => exists(&format!("{prefix}{:0width$}.m4s", n + 1, width = number.len())),
+            Err(_) => false,
+        };
+    }
+    let segments =
+        match (name.strip_suffix("_init.mp4"), name.strip_prefix("init-").and_then(|r| r.strip_suffix(".mp4"))) {
+            (Some(rendition), _) => format!("{rendition}_"),
+            (None, Some(rep)) => format!("chunk-{rep}-"),
+            _ => return false,
+        };
+    names.iter().any(|n| n.starts_with(&segments) && n.ends_with(".m4s"))
 }
 
 /// The segments of each rendition, as the package's playlists list them.
@@ -86,6 +165,7 @@ async fn store(
     dir: &Path,
     scratch: &Path,
     has_audio: bool,
+    uploads: &mut Uploads,
 ) -> Result<OutputInfo, JobError> {
     let all = segments(format, rungs, dir).await?;
     let mut measured = Vec::new();
@@ -124,11 +204,12 @@ async fn store(
         tokio::fs::write(dir.join("master.m3u8"), ladder::master_playlist(&measured)).await?;
     }
     let (stored, previews) = tokio::join!(
-        upload_all(run, format, dir, rungs.len()),
+        uploads.store(run, true),
         super::previews::store(run, &top_file, top_info.duration_seconds, top_info.width, top_info.height)
     );
-    let size = stored?;
+    stored?;
     previews?;
+    let size = uploads.total();
     Ok(OutputInfo {
         format,
         content_type: format.content_type().to_string(),
@@ -171,30 +252,33 @@ fn content_type(name: &str, audio_rep: usize) -> &'static str {
     }
 }
 
-/// Stores every file of the package; their total size.
-async fn upload_all(run: &Run<'_>, format: OutputFormat, dir: &Path, renditions: usize) -> Result<u64, JobError> {
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
-    let mut entries = tokio::fs::read_dir(dir).await?;
-    while let Some(entry) = entries.next_entry().await? {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        files.push((name, entry.path()));
-    }
-    let audio_rep = if format == OutputFormat::Dash { renditions } else { usize::MAX };
-    let storage = &run.ctx.storage;
-    let sizes: Vec<u64> = futures::stream::iter(files)
-        .map(|(name, path)| async move {
-            let key = output_file_key(run.client, run.id, &name);
-            storage.put_file(&key, &path, content_type(&name, audio_rep)).await
-        })
-        .buffer_unordered(UPLOADS_AT_ONCE)
-        .try_collect()
-        .await
-        .map_err(|e: StoreError| JobError::Store(e))?;
-    Ok(sizes.iter().sum())
-}
-
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_segment_is_closed_once_its_successor_exists() {
+        use super::closed;
+        let names: Vec<String> = [
+            "720p_init.mp4",
+            "720p_00000.m4s",
+            "720p_00001.m4s",
+            "init-0.mp4",
+            "init-1.mp4",
+            "chunk-1-00009.m4s",
+            "chunk-1-00010.m4s",
+            "720p.m3u8",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(closed("720p_00000.m4s", &names));
+        assert!(!closed("720p_00001.m4s", &names));
+        assert!(closed("chunk-1-00009.m4s", &names));
+        assert!(!closed("chunk-1-00010.m4s", &names));
+        assert!(closed("720p_init.mp4", &names));
+        assert!(closed("init-1.mp4", &names));
+        assert!(!closed("init-0.mp4", &names));
+        assert!(!closed("720p.m3u8", &names));
+    }
+
     #[test]
     fn package_files_have_their_content_types() {
         use super::content_type;

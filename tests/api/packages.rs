@@ -67,8 +67,25 @@ async fn an_hls_job_is_a_ladder_that_a_real_parser_and_ffmpeg_read_over_http() {
     let app = spawn_app().await;
     let mut sub = Subscriber::bind(&app.prefix, "default", "#").await;
     let clip = clip(&app);
-    let doc = submit_done(&app, &mut sub, &clip, "?format=hls").await;
-    let id = doc["id"].as_str().unwrap();
+    let id = app.submit(&clip, "?format=hls").await;
+    // Segments reach the store while ffmpeg still writes the others.
+    let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+    let first = loop {
+        let keys = app.keys(&format!("outputs/default/{id}/")).await;
+        if let Some(k) = keys.iter().find(|k| k.ends_with(".m4s")) {
+            break k.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no segment stored within {JOB_TIMEOUT:?}");
+        // Polling the store's listing (a condition with a deadline).
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let during = app.status(&id).await;
+    assert_eq!(during["status"], "processing", "{first} stored, but the job is {}", during["status"]);
+    let end = sub.wait_for_any(&[&format!("job.completed.{id}"), &format!("job.failed.{id}")], JOB_TIMEOUT).await;
+    assert_eq!(end.body["data"]["status"], "done", "{}", end.body);
+    let doc = app.status(&id).await;
+    println!("hls: {first} was stored while the job was processing at {}%", during["progress-percent"]);
+    let id = id.as_str();
     let output = &doc["output"];
     assert_eq!(output["manifest"], "master.m3u8");
     assert_eq!(output["content-type"], "application/vnd.apple.mpegurl");
