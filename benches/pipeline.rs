@@ -14,7 +14,9 @@
 //!     split, with a model of larger fleets; (g) the quality of the split
 //!     output against the whole one; (j) 1 GiB through tus in 8 MiB chunks
 //!     vs the same through POST, and the API's peak RSS for 4 GiB in 1 and
-//!     64 MiB chunks; (k) webhook latency and event-log replay; (l) an HDR
+//!     64 MiB chunks; (h) an hls job with the default ladder vs bare
+//!     ffmpeg with the same arguments, the poster and storyboard apart;
+//!     (k) webhook latency and event-log replay; (l) an HDR
 //!     job (tone-mapped) vs the same job from an SDR input. Families not
 //!     run keep their last figures in the file.
 
@@ -53,6 +55,9 @@ fn main() {
         }
         if run("f") || run("g") {
             split_scaling(&env, &mut report, pairs.min(3)).await;
+        }
+        if run("h") {
+            ladder_cost(&env, &mut report, pairs.min(3)).await;
         }
         if run("l") {
             color_cost(&env, &mut report, pairs.min(3)).await;

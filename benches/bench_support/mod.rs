@@ -2,6 +2,7 @@
 //! processes, baselines, statistics and the report.
 
 mod color;
+mod ladder;
 mod measure;
 mod report;
 mod resumable;
@@ -10,6 +11,7 @@ mod split;
 mod webhooks;
 
 pub use color::color_cost;
+pub use ladder::ladder_cost;
 pub use measure::*;
 pub use report::Report;
 pub use resumable::resumable_uploads;

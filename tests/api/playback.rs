@@ -167,10 +167,22 @@ async fn forged_altered_expired_and_foreign_tokens_are_403_and_play_routes_answe
     .await;
     let mut sub = Subscriber::bind(&app.prefix, "alpha", "#").await;
     let clip = Clip::small(2).make(app.dir.path(), "clip.mp4");
-    let doc = done(&app, &mut sub, &clip, "").await;
+    let doc = done(&app, &mut sub, &clip, "?format=hls").await;
     let id: transcoder::domain::JobId = doc["id"].as_str().unwrap().parse().unwrap();
     let poster = doc["links"]["poster"].as_str().unwrap().to_string();
     assert_eq!(get(&app, &poster).await.status(), 200);
+    // The package plays without a key; its download needs one.
+    let play = doc["links"]["play"].as_str().unwrap();
+    assert!(play.ends_with("/master.m3u8"), "{play}");
+    let master = get(&app, play).await;
+    assert_eq!(master.status(), 200);
+    assert_eq!(master.headers()["content-type"], "application/vnd.apple.mpegurl");
+    let variant = master.text().await.unwrap().lines().find(|l| l.ends_with(".m3u8")).unwrap().to_string();
+    assert_eq!(get(&app, &play.replace("master.m3u8", &variant)).await.status(), 200, "a relative URI under the token");
+    let download = format!("/video/download/{id}/master.m3u8");
+    assert_eq!(get(&app, &download).await.status(), 401);
+    let with_key = app.http.get(app.url(&download)).bearer_auth("key-alpha").send().await.unwrap();
+    assert_eq!(with_key.status(), 200);
     let token = poster.strip_prefix("/video/play/").unwrap().split('/').next().unwrap().to_string();
 
     let alpha = ClientId::parse("alpha").unwrap();

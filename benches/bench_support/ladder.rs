@@ -1,0 +1,122 @@
+//! (h) An `hls` job with the default ladder of a 60 s 720p input (720, 480,
+//! 360, 240), 202 → completion event, against bare ffmpeg producing the same
+//! ladder with the same arguments; the poster and storyboard measured
+//! apart, run on the bare output as the service runs them.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use transcoder::domain::picture::Picture;
+use transcoder::domain::OutputFormat;
+use transcoder::transcode::ladder::{self, Source};
+use transcoder::transcode::previews::{self, Storyboard};
+
+use super::measure::*;
+use super::report::{spread, Pair, Report};
+use super::scenarios::Events;
+
+const SECONDS: u32 = 60;
+
+async fn ffmpeg(args: &[String]) {
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "ffmpeg {args:?}");
+}
+
+/// The bare ladder into `dir`.
+async fn bare(input: &Path, dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let picture = Picture::default();
+    let source = Source { input, demuxer: "mov", threads: 0, picture: &picture, has_audio: true };
+    let rungs = ladder::renditions(None, 720);
+    ffmpeg(&ladder::package_args(OutputFormat::Hls, &source, &rungs, dir)).await;
+}
+
+/// The poster and storyboard of the bare package's top rendition, as the
+/// service makes them (joining its segments included): milliseconds.
+async fn previews_ms(dir: &Path) -> f64 {
+    let playlist = std::fs::read_to_string(dir.join("720p.m3u8")).unwrap();
+    let segments = ladder::hls_segments(&playlist).unwrap();
+    let t0 = Instant::now();
+    let mut joined = std::fs::read(dir.join(&segments.init)).unwrap();
+    for f in &segments.files {
+        joined.extend(std::fs::read(dir.join(f)).unwrap());
+    }
+    let top = dir.join("top.mp4");
+    std::fs::write(&top, joined).unwrap();
+    let keys = dir.join("keys.mkv");
+    ffmpeg(&previews::keyframes_args(&top, &keys)).await;
+    let times = transcoder::transcode::frame_times(&keys, "matroska").await.unwrap();
+    let board = Storyboard::plan(&times, SECONDS as f64, 1280, 720).unwrap();
+    ffmpeg(&board.args(&keys, &dir.join("poster.jpg"), &dir.join("storyboard.jpg"))).await;
+    t0.elapsed().as_secs_f64() * 1000.0
+}
+
+pub async fn ladder_cost(env: &BenchEnv, report: &mut Report, pairs: usize) {
+    let input = clip(env.dir.path(), SECONDS, 1280, 720);
+    let bytes = std::fs::read(&input).unwrap();
+    let svc = Service::start(env, "serve", "h").await;
+    let mut events = Events::bind(&svc.prefix, "job.completed.*").await;
+    let dir = env.dir.path().join("bare-ladder");
+    let mut results = Vec::new();
+    let mut preview = Vec::new();
+    for i in 0..pairs {
+        let (mut service, mut baseline) = ((0.0, 0.0), (0.0, 0.0));
+        for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+            if side == 0 {
+                let request = env.http.post(format!("{}/video/convert?format=hls", svc.address));
+                let r = request.header("Content-Type", "video/mp4").body(bytes.clone()).send().await.unwrap();
+                let accepted = Instant::now();
+                assert_eq!(r.status(), 202);
+                let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+                let cpu0 = svc.cpu_seconds();
+                let (_, event) = events.completed(&id).await;
+                let renditions = event["data"]["output"]["renditions"].as_array().map(Vec::len).unwrap_or(0);
+                assert_eq!(renditions, 4, "the default ladder of a 720p input");
+                service = (accepted.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0);
+            } else {
+                let (cpu0, t0) = (children_cpu(), Instant::now());
+                bare(&input, &dir).await;
+                baseline = (t0.elapsed().as_secs_f64(), children_cpu() - cpu0);
+                preview.push(previews_ms(&dir).await);
+            }
+        }
+        eprintln!("(h) pair {}: service {:.2} s, bare ffmpeg {:.2} s", i + 1, service.0, baseline.0);
+        results.push(Pair { a: service.0, b: baseline.0, a_cpu: service.1, b_cpu: baseline.1 });
+    }
+    svc.stop();
+    let ratios: Vec<f64> = results.iter().map(|p| p.a / p.b).collect();
+    let col = |f: &dyn Fn(&Pair) -> f64, d| spread(&results.iter().map(f).collect::<Vec<_>>(), d);
+    let mut md = String::new();
+    let _ = writeln!(md, "## (h) Adaptive ladder cost\n");
+    let _ = writeln!(
+        md,
+        "A {SECONDS} s 1280×720 25 fps input as `format=hls` with the default ladder (720p, 480p, 360p, 240p, \
+         one ffmpeg, one decode; `worker.ffmpeg_threads = 0`), from the 202 to the completion event, against bare \
+         ffmpeg with the same arguments (`transcode::ladder::package_args`) writing the same files locally, \
+         {pairs} interleaved pairs. The service's side includes the input copy and probe, the segments stored as \
+         they close, the measured master playlist, and the poster and storyboard; these last are also measured \
+         on their own on the bare output (joining the top rendition's segments, the keyframe copy and one decode \
+         of the keyframes). Target: ratio ≤ 1.05.\n"
+    );
+    let _ = writeln!(md, "| service s | bare ffmpeg s | ratio | service CPU s | bare CPU s | poster + storyboard ms |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| {} | {} | {} | {} | {} | {} |\n",
+        col(&|p| p.a, 2),
+        col(&|p| p.b, 2),
+        spread(&ratios, 3),
+        col(&|p| p.a_cpu, 2),
+        col(&|p| p.b_cpu, 2),
+        spread(&preview, 0)
+    );
+    report.sections.push(('h', md));
+}
