@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use futures::{StreamExt, TryStreamExt};
 
 use super::common::{JobError, Run};
-use super::whole::{record_input_color, remove_output, WholeProgress};
+use super::whole::{output_info, record_input_color, remove_output, WholeProgress};
 use crate::domain::picture::Picture;
 use crate::domain::{Container, OutputFormat, OutputInfo, Rendition};
 use crate::storage::{output_file_key, StoreError};
@@ -209,33 +209,22 @@ async fn store(
     );
     stored?;
     previews?;
-    let size = uploads.total();
-    Ok(OutputInfo {
-        format,
-        content_type: format.content_type().to_string(),
-        size_bytes: size,
-        duration_seconds: (top_info.duration_seconds * 1000.0).round() / 1000.0,
-        width: top_info.width,
-        height: top_info.height,
-        video_codec: top_info.video_codec.clone(),
-        audio_codec: has_audio.then(|| "aac".to_string()),
-        color: Some(top_info.color.clone()),
-        manifest: format.manifest().map(str::to_string),
-        renditions: Some(
-            measured
-                .into_iter()
-                .map(|m| Rendition {
-                    name: m.name,
-                    width: m.width,
-                    height: m.height,
-                    bandwidth: m.peak_bps,
-                    average_bandwidth: m.average_bps,
-                    codecs: m.codecs,
-                    frame_rate: (m.frame_rate * 1000.0).round() / 1000.0,
-                })
-                .collect(),
-        ),
-    })
+    // The top rendition as a single file would be described; DASH keeps
+    // the audio in its own representation, which the top one lacks.
+    let mut info = output_info(format, uploads.total(), top_info);
+    info.audio_codec = has_audio.then(|| "aac".to_string());
+    info.manifest = format.manifest().map(str::to_string);
+    let renditions = measured.into_iter().map(|m| Rendition {
+        name: m.name,
+        width: m.width,
+        height: m.height,
+        bandwidth: m.peak_bps,
+        average_bandwidth: m.average_bps,
+        codecs: m.codecs,
+        frame_rate: (m.frame_rate * 1000.0).round() / 1000.0,
+    });
+    info.renditions = Some(renditions.collect());
+    Ok(info)
 }
 
 /// The content type a package file is stored (and served) with; DASH's
