@@ -148,7 +148,9 @@ async fn a_hostile_corpus_is_refused_or_fails_cleanly_without_network_or_foreign
     let scratch = app.settings.worker.scratch_dir.clone();
     assert_ffmpeg_gone(&scratch, Duration::from_secs(5)).await;
     let outputs = app.keys("outputs/").await;
-    assert_eq!(outputs.len(), 1, "only the good job has an output: {outputs:?}");
+    // Only the good job has an output (the result, its poster and storyboard).
+    assert!(outputs.iter().all(|k| k.starts_with(&format!("outputs/default/{good}/"))), "{outputs:?}");
+    assert!(outputs.iter().any(|k| k.ends_with("/output.mp4")), "{outputs:?}");
     let mut foreign_bytes = 0;
     for path in walk(&app.settings.storage.data_dir) {
         if path.is_file() && path.to_string_lossy().contains("/outputs/") {
