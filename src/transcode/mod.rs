@@ -22,7 +22,10 @@ mod run;
 pub use args::{
     audio_args, audio_part_args, concat_list, ffmpeg_args, join_args, piece_args, whole_args, JoinAudio, Media,
 };
-pub use probe::{count_frames, frame_times, interlaced, parse_probe, probe, MediaInfo};
+pub use probe::{
+    count_frames, frame_times, interlaced, parse_probe, parse_video_packets, probe, video_packets, MediaInfo,
+    VideoPackets,
+};
 pub use run::{classify_failure, parse_clock, run_ffmpeg, Progress};
 
 /// The sample rates of ffmpeg's AAC encoder (it resamples others).
@@ -217,6 +220,16 @@ mod tests {
         let err = parse_probe(json).unwrap_err();
         assert_eq!(err.code(), "invalid-media");
         assert_eq!(err.to_string(), "input has no decodable video stream");
+    }
+
+    #[test]
+    fn packets_give_keyframes_size_and_end() {
+        let csv = "0.000000,K_\n0.080000,__\n0.040000,__\n10.000000,K_\n10.040000,__,\n640,360\n";
+        let p = parse_video_packets(csv).unwrap();
+        assert_eq!(p.keyframes, vec![0.0, 10.0]);
+        assert_eq!((p.width, p.height, p.times.len()), (640, 360, 5));
+        assert!((p.end() - 10.08).abs() < 1e-9);
+        assert!(parse_video_packets("0.0,K_\n").is_none(), "no stream size");
     }
 
     #[test]

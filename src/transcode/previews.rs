@@ -1,12 +1,14 @@
 //! The poster and the storyboard of a finished output.
 //!
-//! Both come from the output's keyframes only: a stream copy keeps just the
-//! keyframe packets (the `noise` bitstream filter drops the others, which
-//! works for H.264 and VP9 alike, where decoders' own `skip_frame` does
-//! not), and one decode of those few frames writes the poster at full size
-//! and the sprite of thumbnails. The cost is a fraction of a second however
-//! long the video; the thumbnails' spacing is the output's keyframe
-//! spacing (at most [`MAX_THUMBNAILS`] of them, evenly thinned).
+//! Both come from the output's keyframes only: ffprobe lists the packets
+//! (no decoding), and one ffmpeg decodes just the keyframes and writes the
+//! poster at full size and the sprite of thumbnails. For H.264 the decoder
+//! itself skips the other frames (`-skip_frame nokey`); the VP9 decoder
+//! ignores that, so for VP9 a stream copy first keeps only the keyframe
+//! packets (the `noise` bitstream filter drops the others). The cost is a
+//! fraction of a second however long the video, and it runs beside the
+//! output's probe and upload; the thumbnails' spacing is the output's
+//! keyframe spacing (at most [`MAX_THUMBNAILS`] of them, evenly thinned).
 
 use std::path::Path;
 
@@ -37,6 +39,8 @@ pub fn keyframes_args(output: &Path, keys: &Path) -> Vec<String> {
 /// Which keyframes become what, and where the thumbnails lie in the sprite.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Storyboard {
+    /// The keyframes' times it was planned from.
+    pub keyframes: Vec<f64>,
     /// Index (among the keyframes) of the poster frame.
     pub poster: usize,
     /// Indexes of the keyframes that become thumbnails, in order.
@@ -83,17 +87,34 @@ impl Storyboard {
             ((f64::from(THUMB_WIDTH) * f64::from(height) / f64::from(width.max(1)) / 2.0).round() as u32 * 2).max(2);
         let columns = picks.len().min(COLUMNS);
         let rows = picks.len().div_ceil(COLUMNS);
-        Some(Storyboard { poster, picks, cues, thumb_width, thumb_height, columns, rows })
+        Some(Storyboard {
+            keyframes: keyframes.to_vec(),
+            poster,
+            picks,
+            cues,
+            thumb_width,
+            thumb_height,
+            columns,
+            rows,
+        })
     }
 
-    /// One decode of the keyframes: the poster at full size and the sprite.
-    pub fn args(&self, keys: &Path, poster: &Path, sprite: &Path) -> Vec<String> {
-        let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-protocol_whitelist", "file", "-i"]);
-        args.push(keys.display().to_string());
-        let picks: Vec<String> = self.picks.iter().map(|i| format!("eq(n\\,{i})")).collect();
+    /// One decode of the keyframes of `input` (the output itself with
+    /// `skip_nokey`, for H.264; else a file of its keyframes alone): the
+    /// poster at full size and the sprite. Frames are picked by their times
+    /// (`-copyts`: the times ffprobe lists).
+    pub fn args(&self, input: &Path, skip_nokey: bool, poster: &Path, sprite: &Path) -> Vec<String> {
+        let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-copyts"]);
+        if skip_nokey {
+            args.extend(strings(&["-skip_frame", "nokey"]));
+        }
+        args.extend(strings(&["-protocol_whitelist", "file", "-i"]));
+        args.push(input.display().to_string());
+        let at = |i: usize| format!("lt(abs(t-{:.6})\\,0.0005)", self.keyframes[i]);
+        let picks: Vec<String> = self.picks.iter().map(|&i| at(i)).collect();
         let graph = format!(
-            "[0:v]split=2[a][b];[a]select='eq(n\\,{})'[poster];[b]select='{}',scale={}:{},tile={}x{}[sprite]",
-            self.poster,
+            "[0:v:0]split=2[a][b];[a]select='{}'[poster];[b]select='{}',scale={}:{},tile={}x{}[sprite]",
+            at(self.poster),
             picks.join("+"),
             self.thumb_width,
             self.thumb_height,
@@ -167,15 +188,20 @@ mod tests {
     }
 
     #[test]
-    fn the_graph_picks_the_poster_and_the_thumbnails_by_index() {
+    fn the_graph_picks_the_poster_and_the_thumbnails_by_time() {
         let sb = Storyboard::plan(&[0.0, 10.0, 20.0], 24.0, 640, 480).unwrap();
-        let args = sb.args(Path::new("/s/keys.mkv"), Path::new("/s/poster.jpg"), Path::new("/s/storyboard.jpg"));
+        let args = sb.args(Path::new("/s/out.mp4"), true, Path::new("/s/poster.jpg"), Path::new("/s/storyboard.jpg"));
         let joined = args.join(" ");
-        assert!(
-            joined.contains(
-                "select='eq(n\\,1)'[poster];[b]select='eq(n\\,0)+eq(n\\,1)+eq(n\\,2)',scale=160:120,tile=3x1"
-            ),
-            "{joined}"
+        assert!(joined.contains("-copyts -skip_frame nokey -protocol_whitelist file -i /s/out.mp4"), "{joined}");
+        let at = |t: &str| format!("lt(abs(t-{t})\\,0.0005)");
+        let graph = format!(
+            "select='{}'[poster];[b]select='{}+{}+{}',scale=160:120,tile=3x1",
+            at("10.000000"),
+            at("0.000000"),
+            at("10.000000"),
+            at("20.000000")
         );
+        assert!(joined.contains(&graph), "{joined}");
+        assert!(!sb.args(Path::new("/k.mkv"), false, Path::new("/p"), Path::new("/s")).contains(&"nokey".to_string()));
     }
 }

@@ -178,6 +178,61 @@ pub async fn frame_times(path: &Path, demuxer: &str) -> Result<Vec<f64>, Transco
     Ok(times)
 }
 
+/// A video stream read from its packets (no decoding): every presentation
+/// time in order, the keyframes' times, and the frame size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoPackets {
+    pub times: Vec<f64>,
+    pub keyframes: Vec<f64>,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl VideoPackets {
+    /// Where the video ends: its last frame's time plus one frame.
+    pub fn end(&self) -> f64 {
+        match self.times.as_slice() {
+            [.., a, b] => b + (b - a),
+            [a] => *a,
+            [] => 0.0,
+        }
+    }
+}
+
+/// Parses `packet=pts_time,flags:stream=width,height` in ffprobe's CSV.
+pub fn parse_video_packets(csv: &str) -> Option<VideoPackets> {
+    let (mut times, mut keyframes, mut size) = (Vec::new(), Vec::new(), None);
+    for line in csv.lines() {
+        let mut fields = line.trim().trim_end_matches(',').split(',');
+        let (Some(a), Some(b)) = (fields.next(), fields.next()) else { continue };
+        match (a.parse::<u32>(), b.parse::<u32>()) {
+            (Ok(w), Ok(h)) => size = Some((w, h)),
+            _ => {
+                let Ok(t) = a.parse::<f64>() else { continue };
+                times.push(t);
+                if b.starts_with('K') {
+                    keyframes.push(t);
+                }
+            }
+        }
+    }
+    let sort = |v: &mut Vec<f64>| v.sort_by(|a, b| a.total_cmp(b));
+    sort(&mut times);
+    sort(&mut keyframes);
+    let (width, height) = size?;
+    Some(VideoPackets { times, keyframes, width, height })
+}
+
+/// The packets of a file's first video stream.
+pub async fn video_packets(path: &Path, demuxer: Option<&str>) -> Result<VideoPackets, TranscodeError> {
+    let query =
+        ["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags:stream=width,height", "-of", "csv=p=0"];
+    let out = run_ffprobe(path, demuxer, &query).await?;
+    parse_video_packets(&String::from_utf8_lossy(&out))
+        .filter(|p| !p.keyframes.is_empty())
+        .ok_or_else(|| TranscodeError::InvalidMedia("no video keyframes could be read".into()))
+}
+
 /// Whether the input is interlaced: its scan flag when that says
 /// progressive, else `idet` over its first frames (which confirms an
 /// interlaced flag, or decides a missing one).

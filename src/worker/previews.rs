@@ -1,5 +1,5 @@
 //! The poster and storyboard of a finished output, made from its
-//! keyframes beside the output's upload (see `transcode::previews`).
+//! keyframes beside the output's probe and upload (see `transcode::previews`).
 
 use std::path::Path;
 
@@ -8,17 +8,24 @@ use crate::storage::output_file_key;
 use crate::transcode::previews::{self, Storyboard, POSTER, STORYBOARD_CUES, STORYBOARD_IMAGE};
 use crate::transcode::{self, TranscodeError};
 
-/// Makes the three files from the local `output` (of `width`×`height`,
-/// `duration` s) and stores them in the job's output folder.
-pub async fn store(run: &Run<'_>, output: &Path, duration: f64, width: u32, height: u32) -> Result<(), JobError> {
+/// Makes the three files from the local `output` and stores them in the
+/// job's output folder. `h264`: its decoder can skip the non-keyframes
+/// itself (else a copy of the keyframes is decoded).
+pub async fn store(run: &Run<'_>, output: &Path, h264: bool) -> Result<(), JobError> {
     let dir = output.parent().unwrap_or(Path::new("."));
-    let keys = dir.join("keyframes.mkv");
-    run.ffmpeg(previews::keyframes_args(output, &keys), dir, run.stop.clone(), Quiet).await?;
-    let times = transcode::frame_times(&keys, "matroska").await?;
-    let board = Storyboard::plan(&times, duration, width, height)
+    let packets = transcode::video_packets(output, None).await?;
+    let (source, keyframes) = if h264 {
+        (output.to_path_buf(), packets.keyframes.clone())
+    } else {
+        let keys = dir.join("keyframes.mkv");
+        run.ffmpeg(previews::keyframes_args(output, &keys), dir, run.stop.clone(), Quiet).await?;
+        let copied = transcode::video_packets(&keys, Some("matroska")).await?;
+        (keys, copied.keyframes)
+    };
+    let board = Storyboard::plan(&keyframes, packets.end(), packets.width, packets.height)
         .ok_or_else(|| TranscodeError::InvalidMedia("the output has no keyframes".into()))?;
     let (poster, sprite, cues) = (dir.join(POSTER), dir.join(STORYBOARD_IMAGE), dir.join(STORYBOARD_CUES));
-    run.ffmpeg(board.args(&keys, &poster, &sprite), dir, run.stop.clone(), Quiet).await?;
+    run.ffmpeg(board.args(&source, h264, &poster, &sprite), dir, run.stop.clone(), Quiet).await?;
     tokio::fs::write(&cues, board.vtt()).await?;
     let storage = &run.ctx.storage;
     let put = |name: &'static str, path: std::path::PathBuf, content_type: &'static str| async move {

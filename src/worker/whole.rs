@@ -239,13 +239,13 @@ pub async fn store_output(run: &Run<'_>, output: &std::path::Path) -> Result<Out
     let format = run.options.format;
     let size = tokio::fs::metadata(output).await.map_err(StoreError::Io)?.len();
     let key = output_key(run.client, run.id, format);
-    let described = async {
-        let probed = transcode::probe(output, None).await?;
-        let (w, h) = (probed.width, probed.height);
-        super::previews::store(run, output, probed.duration_seconds, w, h).await?;
-        Ok::<_, JobError>(probed)
-    };
-    let (probed, stored) = tokio::join!(described, run.ctx.storage.put_file(&key, output, format.content_type()));
+    let h264 = format != OutputFormat::Webm;
+    let (probed, stored, previews) = tokio::join!(
+        transcode::probe(output, None),
+        run.ctx.storage.put_file(&key, output, format.content_type()),
+        super::previews::store(run, output, h264)
+    );
+    let probed = probed.map_err(JobError::from).and_then(|p| previews.map(|()| p));
     if stored.is_err() || probed.is_err() {
         remove_output(run).await;
     }
