@@ -1,6 +1,6 @@
 //! `GET /metrics` and the request counter behind it; `GET /` (the page) and
-//! the script it loads, `GET /static/tus.min.js` (tus-js-client, vendored:
-//! no CDN).
+//! the scripts it loads, `GET /static/tus.min.js` (tus-js-client) and
+//! `GET /static/hls.min.js` (hls.js), both vendored: no CDN.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -16,7 +16,12 @@ use super::AppState;
 use crate::domain::schema::matching;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(metrics)).routes(routes!(page)).routes(routes!(tus_js)).routes(routes!(openapi))
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(page))
+        .routes(routes!(tus_js))
+        .routes(routes!(hls_js))
+        .routes(routes!(openapi))
 }
 
 /// What `GET /openapi.json` answers, in the document itself.
@@ -89,6 +94,38 @@ async fn tus_js() -> impl IntoResponse {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         include_str!("static/tus.min.js"),
+    )
+}
+
+/// hls.js's minified browser build (Apache-2.0): npm `hls.js` 1.6.19,
+/// `dist/hls.min.js`, with its licence in a header comment and without its
+/// sourceMappingURL line. The page plays HLS packages with it where the
+/// browser has no native HLS. Like tus.min.js, the page names the version in
+/// the query (`?v=1.6.19`), so the script may be cached for a year.
+#[utoipa::path(
+    get,
+    path = "/static/hls.min.js",
+    operation_id = "hlsPlayerScript",
+    tag = "operations",
+    summary = "The HLS player the page loads (hls.js, Apache-2.0)",
+    description = "Cached for a year: the page names its version in the query (`?v=…`), which is otherwise ignored.",
+    security(()),
+    responses((
+        status = 200,
+        description = "The script.",
+        body = String,
+        content_type = "text/javascript",
+        headers(("Cache-Control" = String), ("X-Content-Type-Options" = String))
+    ))
+)]
+async fn hls_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("static/hls.min.js"),
     )
 }
 

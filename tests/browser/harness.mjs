@@ -20,6 +20,10 @@
 //   }
 //   await runTest(main, { deadlineMs, diagnostics: () => ["extra line", …] });
 //
+// Tests that also talk to the API itself (node fetch) use convert() (POST
+// /video/convert with the clip) and waitForDone() (status polled until done,
+// with a deadline); t.newPage() opens another tab watched like the first.
+//
 // Environment: TRANSCODER_URL (the service), TRANSCODER_CLIP (the video to
 // upload), TRANSCODER_SCREENSHOT (PNG written at the end, or on failure);
 // optional TRANSCODER_API_KEY (typed into the page's API key field, sent as a
@@ -30,7 +34,7 @@
 // <reason>`, saves a screenshot of the failure, prints the page state, the
 // test's diagnostics and the page's console errors (one `browser: …` line
 // each) and exits 1.
-import { mkdtempSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -87,14 +91,16 @@ export function readEnv() {
  *   context, page            Playwright's BrowserContext and Page
  *   env                      readEnv()
  *   consoleErrors            the page's console errors and uncaught exceptions
- *   elsewhere                URLs the page requested outside the service
+ *   elsewhere                URLs the service's page requested outside the service
  *   state()                  the page's state (see below)
  *   goto(path)               loads base + path; fails unless it answers 200
  *   fillForm({ format })     API key (when set), the clip, the output format
  *   waitForFinishedJob(…)    waits for the download link, checks the job is done
  *   expectOnlyService()      fails if the page loaded anything from elsewhere
  *   expectNoConsoleErrors(…) fails on console errors (but those matching `allow`)
- *   screenshot()             full-page PNG at env.screenshot
+ *   screenshot(options)      full-page PNG at env.screenshot (or options.path)
+ *   newPage()                another tab (a test's own page, for players), its
+ *                            console errors recorded with the first one's
  *
  * The page state holds upload and encode (the progress bars' values),
  * status and error (texts), then the stateFields asked for ("eta": the ETA
@@ -125,13 +131,21 @@ export async function openBrowser({ stateFields = [], viewport = { width: 900, h
   const page = context.pages()[0] || (await context.newPage());
   const consoleErrors = [];
   const elsewhere = [];
-  page.on("console", (msg) => {
-    if (msg.type() === "error") consoleErrors.push(msg.text());
-  });
-  page.on("pageerror", (err) => consoleErrors.push(`uncaught: ${err.message}`));
-  page.on("request", (req) => {
-    if (!req.url().startsWith(e.base + "/") && !req.url().startsWith("data:")) elsewhere.push(req.url());
-  });
+  // data: and blob: URLs (a player's Media Source, its worker) are the
+  // page's own, not requests elsewhere.
+  const watch = (p, { recordElsewhere = true } = {}) => {
+    p.on("console", (msg) => {
+      if (msg.type() === "error") consoleErrors.push(msg.text());
+    });
+    p.on("pageerror", (err) => consoleErrors.push(`uncaught: ${err.message}`));
+    if (recordElsewhere) {
+      p.on("request", (req) => {
+        if (!req.url().startsWith(e.base + "/") && !/^(data|blob):/.test(req.url())) elsewhere.push(req.url());
+      });
+    }
+    return p;
+  };
+  watch(page);
 
   const t = {
     context,
@@ -190,13 +204,64 @@ export async function openBrowser({ stateFields = [], viewport = { width: 900, h
       if (unexpected.length) fail(`the page logged errors: ${unexpected.join(" | ")}`);
     },
 
-    async screenshot(options = {}) {
-      mkdirSync(dirname(resolve(e.screenshot)), { recursive: true });
-      await page.screenshot({ path: e.screenshot, fullPage: true, ...options });
+    // The tab the failure report photographs (newPage() tabs can set it).
+    activePage: null,
+
+    async screenshot({ page: shot = t.activePage || page, ...options } = {}) {
+      const path = options.path || e.screenshot;
+      mkdirSync(dirname(resolve(path)), { recursive: true });
+      await shot.screenshot({ path, fullPage: true, ...options });
+    },
+
+    async newPage() {
+      return watch(await context.newPage(), { recordElsewhere: false });
     },
   };
   session = t;
   return t;
+}
+
+/**
+ * POST /video/convert?<query> with the clip as the body (node fetch, the
+ * API key as a bearer token when set); fails unless it answers 202. Returns
+ * the status document.
+ */
+export async function convert(query) {
+  const e = readEnv();
+  const url = `${e.base}/video/convert?${new URLSearchParams(query)}`;
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { ...e.authHeaders, "Content-Type": "video/mp4" },
+    body: readFileSync(e.clip),
+    signal: AbortSignal.timeout(60_000),
+  });
+  const text = await res.text();
+  if (res.status !== 202) fail(`POST /video/convert?${new URLSearchParams(query)} answered ${res.status}: ${text.slice(0, 300)}`);
+  return JSON.parse(text);
+}
+
+/**
+ * Reads GET /video/status/{id} every pollMs until the job is done (fails
+ * when it ends otherwise, or after deadlineMs). Returns the status document.
+ */
+export async function waitForDone(id, { deadlineMs, pollMs = 500 }) {
+  const e = readEnv();
+  const until = Date.now() + deadlineMs;
+  let doc = null;
+  for (;;) {
+    const res = await fetch(`${e.base}/video/status/${encodeURIComponent(id)}`, {
+      headers: e.authHeaders,
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (res.status !== 200) fail(`GET /video/status/${id} answered ${res.status}: ${(await res.text()).slice(0, 300)}`);
+    doc = await res.json();
+    if (doc.status === "done") return doc;
+    if (doc.status === "failed" || doc.status === "cancelled") {
+      fail(`job ${id} ended ${doc.status}: ${JSON.stringify(doc.error || null)}`);
+    }
+    if (Date.now() > until) fail(`job ${id} not done after ${deadlineMs / 1000} s (status ${doc.status}, ${doc["progress-percent"]} %)`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
 }
 
 async function readPageState(page, fields) {
