@@ -10,7 +10,7 @@ use std::time::Instant;
 use transcoder::domain::picture::Picture;
 use transcoder::domain::OutputFormat;
 use transcoder::transcode::ladder::{self, Source};
-use transcoder::transcode::previews::{self, Storyboard};
+use transcoder::transcode::previews::Storyboard;
 
 use super::measure::*;
 use super::report::{spread, Pair, Report};
@@ -51,11 +51,9 @@ async fn previews_ms(dir: &Path) -> f64 {
     }
     let top = dir.join("top.mp4");
     std::fs::write(&top, joined).unwrap();
-    let keys = dir.join("keys.mkv");
-    ffmpeg(&previews::keyframes_args(&top, &keys)).await;
-    let times = transcoder::transcode::frame_times(&keys, "matroska").await.unwrap();
-    let board = Storyboard::plan(&times, SECONDS as f64, 1280, 720).unwrap();
-    ffmpeg(&board.args(&keys, &dir.join("poster.jpg"), &dir.join("storyboard.jpg"))).await;
+    let packets = transcoder::transcode::video_packets(&top, None).await.unwrap();
+    let board = Storyboard::plan(&packets.keyframes, packets.end(), packets.width, packets.height).unwrap();
+    ffmpeg(&board.args(&top, true, &dir.join("poster.jpg"), &dir.join("storyboard.jpg"))).await;
     t0.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -103,7 +101,7 @@ pub async fn ladder_cost(env: &BenchEnv, report: &mut Report, pairs: usize) {
          ffmpeg with the same arguments (`transcode::ladder::package_args`) writing the same files locally, \
          {pairs} interleaved pairs. The service's side includes the input copy and probe, the segments stored as \
          they close, the measured master playlist, and the poster and storyboard; these last are also measured \
-         on their own on the bare output (joining the top rendition's segments, the keyframe copy and one decode \
+         on their own on the bare output (joining the top rendition's segments, the packet listing and one decode \
          of the keyframes). Target: ratio ≤ 1.05.\n"
     );
     let _ = writeln!(md, "| service s | bare ffmpeg s | ratio | service CPU s | bare CPU s | poster + storyboard ms |");
