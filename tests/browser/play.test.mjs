@@ -262,17 +262,8 @@ async function playHls(t, doc, shot) {
   for (let i = 0; i < info.levels.length; i++) if (!switchedTo.has(i)) fail(`hls.js never switched to level ${i}`);
   say(`hls.js: switched to every level (level:height@currentTime) ${switches.join(" ")}; videoHeight followed each`);
 
-  await playFromStart(page, "hls.js");
-  const end1 = await page.evaluate(() => document.getElementById("v").currentTime);
-  const seeks = await seekAcross(page, "hls.js");
-  await playToEnd(page, FAST_RATE, "hls.js after the seeks");
-  const rec = JSON.parse(await recordOf(page));
+  const { end1, seeks, rec } = await playThrough(t, page, "hls.js", doc, info, switches, shot);
   if (rec.fatal.length) fail(`hls.js fatal errors: ${rec.fatal.join(" | ")}`);
-  if (Math.abs(rec.currentTime - doc.output["duration-seconds"]) > 0.5) {
-    fail(`hls.js ended at ${rec.currentTime} s, the output lasts ${doc.output["duration-seconds"]} s`);
-  }
-  await page.evaluate((text) => { document.getElementById("info").textContent = text; }, `hls.js ${info.version}: ${switches.join(" ")}`);
-  await t.screenshot({ page, path: shot });
   say(`hls.js: played from 0 at ${FAST_RATE}x, ended at ${end1.toFixed(2)} s; seeks (target→landed→later) ${seeks.join(" ")}; ended again at ` +
     `${rec.currentTime.toFixed(2)} s; ${rec.errors.length} non-fatal errors${rec.errors.length ? ` (${rec.errors.join(" | ")})` : ""}, ` +
     `0 fatal; screenshot ${shot}`);
@@ -362,23 +353,32 @@ async function playDash(t, doc, shot) {
   for (const r of info.video) if (!rendered.has(r.id)) fail(`dash.js never rendered representation ${r.id} (${r.height}p)`);
   say(`dash.js: switched to every representation (id:height@currentTime) ${switches.join(" ")}; videoHeight followed each`);
 
-  await playFromStart(page, "dash.js");
-  const end1 = await page.evaluate(() => document.getElementById("v").currentTime);
-  const seeks = await seekAcross(page, "dash.js");
-  await playToEnd(page, FAST_RATE, "dash.js after the seeks");
-  const rec = JSON.parse(await recordOf(page));
+  const { end1, seeks, rec } = await playThrough(t, page, "dash.js", doc, info, switches, shot);
   if (rec.errors.length) fail(`dash.js error events: ${rec.errors.join(" | ")}`);
-  if (Math.abs(rec.currentTime - doc.output["duration-seconds"]) > 0.5) {
-    fail(`dash.js ended at ${rec.currentTime} s, the output lasts ${doc.output["duration-seconds"]} s`);
-  }
-  await page.evaluate((text) => { document.getElementById("info").textContent = text; }, `dash.js ${info.version}: ${switches.join(" ")}`);
-  await t.screenshot({ page, path: shot });
   say(`dash.js: played from 0 at ${FAST_RATE}x, ended at ${end1.toFixed(2)} s; seeks (target→landed→later) ${seeks.join(" ")}; ended again at ` +
     `${rec.currentTime.toFixed(2)} s; 0 error events; screenshot ${shot}`);
   await page.evaluate(() => window.player.destroy());
   await page.close();
   t.activePage = null;
 }
+
+/** After the rendition switches: plays from 0 to the end, seeks across
+ * segment boundaries and plays to the end again; checks where it ended,
+ * shows what was switched and takes the screenshot. The player's record. */
+async function playThrough(t, page, name, doc, info, switches, shot) {
+  await playFromStart(page, name);
+  const end1 = await page.evaluate(() => document.getElementById("v").currentTime);
+  const seeks = await seekAcross(page, name);
+  await playToEnd(page, FAST_RATE, `${name} after the seeks`);
+  const rec = JSON.parse(await recordOf(page));
+  if (Math.abs(rec.currentTime - doc.output["duration-seconds"]) > 0.5) {
+    fail(`${name} ended at ${rec.currentTime} s, the output lasts ${doc.output["duration-seconds"]} s`);
+  }
+  await page.evaluate((text) => { document.getElementById("info").textContent = text; }, `${name} ${info.version}: ${switches.join(" ")}`);
+  await t.screenshot({ page, path: shot });
+  return { end1, seeks, rec };
+}
+
 
 /** The web page uploads the clip as hls (returns once the upload started). */
 async function startPageUpload(t) {
