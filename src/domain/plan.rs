@@ -119,6 +119,10 @@ pub struct PlanState {
     /// sample rate (see [`AudioCut`]); `None`: one task encodes it whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_sample_rate: Option<u32>,
+    /// A package's rendition heights, highest first (every piece encodes
+    /// all of them); empty for a single file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<u32>,
 }
 
 /// One task's wall time in milliseconds: copying in, ffmpeg (or the probe,

@@ -56,6 +56,11 @@ pub fn renditions(requested: Option<&[u32]>, input_height: u32) -> Vec<Rung> {
     heights.into_iter().map(|h| Rung { name: format!("{h}p"), height: h, cap_kbps: cap_kbps(h) }).collect()
 }
 
+/// The rungs of heights already chosen (a split job's plan keeps them).
+pub fn rungs(heights: &[u32]) -> Vec<Rung> {
+    heights.iter().map(|&h| Rung { name: format!("{h}p"), height: h, cap_kbps: cap_kbps(h) }).collect()
+}
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -89,11 +94,15 @@ fn keyframes() -> Vec<String> {
     args
 }
 
-/// Decode once, split, scale (and convert) per rendition.
-fn head_and_graph(source: &Source<'_>, rungs: &[Rung]) -> Vec<String> {
+/// Decode once (from `seek`, for a piece), split, scale (and convert) per
+/// rendition.
+fn head_and_graph(source: &Source<'_>, rungs: &[Rung], seek: Option<f64>) -> Vec<String> {
     let mut args = strings(&["-hide_banner", "-nostdin", "-y"]);
     if source.threads > 0 {
         args.extend(["-threads".into(), source.threads.to_string()]);
+    }
+    if let Some(seek) = seek.filter(|s| *s > 0.0) {
+        args.extend(["-ss".into(), format!("{seek:.6}")]);
     }
     args.extend(input_restrictions(source.demuxer));
     args.extend(["-i".into(), source.input.display().to_string()]);
@@ -125,7 +134,7 @@ fn output_common() -> Vec<String> {
 /// HLS: one output per rendition (`<name>.m3u8`, `<name>_init.mp4`,
 /// `<name>_NNNNN.m4s`, audio muxed in), written into `dir`.
 pub fn hls_args(source: &Source<'_>, rungs: &[Rung], dir: &Path) -> Vec<String> {
-    let mut args = head_and_graph(source, rungs);
+    let mut args = head_and_graph(source, rungs, None);
     for (i, rung) in rungs.iter().enumerate() {
         args.extend(["-map".into(), format!("[v{i}]")]);
         if source.has_audio {
@@ -135,14 +144,7 @@ pub fn hls_args(source: &Source<'_>, rungs: &[Rung], dir: &Path) -> Vec<String> 
         args.extend(video_codec(rung, "", source.threads));
         args.extend(keyframes());
         args.extend(output_common());
-        args.extend(strings(&["-f", "hls", "-hls_time"]));
-        args.push(SEGMENT_SECONDS.to_string());
-        args.extend(strings(&["-hls_playlist_type", "vod", "-hls_segment_type", "fmp4"]));
-        args.extend(strings(&["-hls_flags", "independent_segments", "-hls_fmp4_init_filename"]));
-        args.push(format!("{}_init.mp4", rung.name));
-        args.push("-hls_segment_filename".into());
-        args.push(dir.join(format!("{}_%05d.m4s", rung.name)).display().to_string());
-        args.push(dir.join(format!("{}.m3u8", rung.name)).display().to_string());
+        args.extend(hls_muxer(rung, dir));
     }
     args
 }
@@ -151,7 +153,7 @@ pub fn hls_args(source: &Source<'_>, rungs: &[Rung], dir: &Path) -> Vec<String> 
 /// one (`manifest.mpd`, `init-<rep>.mp4`, `chunk-<rep>-NNNNN.m4s`; the
 /// renditions are representations 0.., the audio the last).
 pub fn dash_args(source: &Source<'_>, rungs: &[Rung], dir: &Path) -> Vec<String> {
-    let mut args = head_and_graph(source, rungs);
+    let mut args = head_and_graph(source, rungs, None);
     for i in 0..rungs.len() {
         args.extend(["-map".into(), format!("[v{i}]")]);
     }
@@ -164,10 +166,98 @@ pub fn dash_args(source: &Source<'_>, rungs: &[Rung], dir: &Path) -> Vec<String>
     }
     args.extend(keyframes());
     args.extend(output_common());
-    args.extend(strings(&["-f", "dash", "-seg_duration"]));
+    args.extend(dash_muxer(source.has_audio, dir));
+    args
+}
+
+/// One piece of a split package: exactly `frames` frames from `seek`, every
+/// rendition as a video track of one MP4 (no audio; the pieces' audio is
+/// cut apart as for mp4), keyframes at the same segment boundaries as a
+/// whole encode, closed GOPs and x264's `stitchable` so the join can copy.
+pub fn piece_args(source: &Source<'_>, rungs: &[Rung], seek: f64, frames: u64, output: &Path) -> Vec<String> {
+    let mut args = head_and_graph(source, rungs, Some(seek));
+    for i in 0..rungs.len() {
+        args.extend(["-map".into(), format!("[v{i}]")]);
+    }
+    for (i, rung) in rungs.iter().enumerate() {
+        args.extend(video_codec(rung, &format!(":{i}"), source.threads));
+    }
+    args.extend(keyframes());
+    args.extend(strings(&["-x264-params", "stitchable=1", "-an", "-frames:v"]));
+    args.push(frames.to_string());
+    args.extend(output_common());
+    args.extend(strings(&["-f", "mp4"]));
+    args.push(output.display().to_string());
+    args
+}
+
+/// The join of a split package: the pieces' concat list (every rendition a
+/// track) and the audio (`audio_input`: its input options and file) copied
+/// into the package's segments, cut at the pieces' forced keyframes.
+pub fn join_args(
+    format: OutputFormat,
+    list: &Path,
+    audio_input: Option<(Vec<String>, &Path)>,
+    rungs: &[Rung],
+    dir: &Path,
+) -> Vec<String> {
+    let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-protocol_whitelist", "file", "-f", "concat", "-i"]);
+    args.push(list.display().to_string());
+    let has_audio = audio_input.is_some();
+    if let Some((options, file)) = audio_input {
+        args.extend(options);
+        args.extend(strings(&["-protocol_whitelist", "file", "-i"]));
+        args.push(file.display().to_string());
+    }
+    let mut copy = strings(&["-c", "copy", "-fps_mode", "passthrough", "-map_metadata", "-1"]);
+    if has_audio {
+        // The pieces' audio is ADTS; the segments' MP4 wants its config apart.
+        copy.extend(strings(&["-bsf:a", "aac_adtstoasc"]));
+    }
+    match format {
+        OutputFormat::Dash => {
+            for i in 0..rungs.len() {
+                args.extend(["-map".into(), format!("0:v:{i}")]);
+            }
+            if has_audio {
+                args.extend(strings(&["-map", "1:a:0"]));
+            }
+            args.extend(copy);
+            args.extend(dash_muxer(has_audio, dir));
+        }
+        _ => {
+            for (i, rung) in rungs.iter().enumerate() {
+                args.extend(["-map".into(), format!("0:v:{i}")]);
+                if has_audio {
+                    args.extend(strings(&["-map", "1:a:0"]));
+                }
+                args.extend(copy.clone());
+                args.extend(hls_muxer(rung, dir));
+            }
+        }
+    }
+    args
+}
+
+/// The hls muxer of one rendition.
+fn hls_muxer(rung: &Rung, dir: &Path) -> Vec<String> {
+    let mut args = strings(&["-f", "hls", "-hls_time"]);
+    args.push(SEGMENT_SECONDS.to_string());
+    args.extend(strings(&["-hls_playlist_type", "vod", "-hls_segment_type", "fmp4"]));
+    args.extend(strings(&["-hls_flags", "independent_segments", "-hls_fmp4_init_filename"]));
+    args.push(format!("{}_init.mp4", rung.name));
+    args.push("-hls_segment_filename".into());
+    args.push(dir.join(format!("{}_%05d.m4s", rung.name)).display().to_string());
+    args.push(dir.join(format!("{}.m3u8", rung.name)).display().to_string());
+    args
+}
+
+/// The dash muxer: the video adaptation set and the audio one.
+fn dash_muxer(has_audio: bool, dir: &Path) -> Vec<String> {
+    let mut args = strings(&["-f", "dash", "-seg_duration"]);
     args.push(SEGMENT_SECONDS.to_string());
     args.extend(strings(&["-use_template", "1", "-use_timeline", "1", "-adaptation_sets"]));
-    args.push(if source.has_audio { "id=0,streams=v id=1,streams=a" } else { "id=0,streams=v" }.into());
+    args.push(if has_audio { "id=0,streams=v id=1,streams=a" } else { "id=0,streams=v" }.into());
     args.extend(strings(&["-init_seg_name", "init-$RepresentationID$.mp4"]));
     args.extend(strings(&["-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s"]));
     args.push(dir.join("manifest.mpd").display().to_string());

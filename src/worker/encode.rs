@@ -10,7 +10,7 @@ use super::split::Part;
 use crate::domain::audio::AudioCut;
 use crate::domain::picture::Picture;
 use crate::domain::{Container, JobRecord, OutputFormat, TaskTiming};
-use crate::transcode::{self, adts, TranscodeError};
+use crate::transcode::{self, adts, ladder, TranscodeError};
 
 /// Copies the plan's progress into the document and, at most once a second
 /// for the whole job (whichever worker reports), stamps a progress event.
@@ -36,6 +36,7 @@ pub(super) async fn encode_part(
     picture: &Picture,
     key: &str,
     audio: Option<(AudioCut, String)>,
+    renditions: &[u32],
 ) -> Result<TaskTiming, JobError> {
     let scratch = run.scratch()?;
     let started = Some(Utc::now());
@@ -55,7 +56,18 @@ pub(super) async fn encode_part(
     let output = scratch.path().join(part.file(format));
     match part {
         Part::Piece(piece) => {
-            let args = transcode::piece_args(&media, piece, &output);
+            let args = if format.is_package() {
+                let source = ladder::Source {
+                    input: &input,
+                    demuxer: container.demuxer(),
+                    threads: media.threads,
+                    picture,
+                    has_audio: false,
+                };
+                ladder::piece_args(&source, &ladder::rungs(renditions), piece.seek_seconds, piece.frames, &output)
+            } else {
+                transcode::piece_args(&media, piece, &output)
+            };
             let report = PieceProgress { index: piece.index, seconds: piece.duration_seconds };
             run.ffmpeg(args, scratch.path(), run.stop.clone(), report).await?;
             let frames = transcode::count_frames(&output).await?;
@@ -84,6 +96,7 @@ pub(super) async fn encode_part(
     let content_type = match (part, format) {
         (Part::Audio, OutputFormat::Mp4 | OutputFormat::Hls | OutputFormat::Dash) => "audio/mp4",
         (Part::Audio, OutputFormat::Webm) => "audio/webm",
+        (Part::Piece(_), f) if f.is_package() => "video/mp4",
         (Part::Piece(_), f) => f.content_type(),
     };
     let encode_ms = ms_since(t1);

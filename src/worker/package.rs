@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::common::{JobError, Run};
+use super::common::{AsyncReport, JobError, Quiet, Run};
 use super::whole::{output_info, record_input_color, remove_output, WholeProgress};
 use crate::domain::picture::Picture;
 use crate::domain::{Container, OutputFormat, OutputInfo, Rendition};
@@ -19,8 +19,16 @@ use crate::transcode::{self, TranscodeError};
 /// Files stored at once.
 const UPLOADS_AT_ONCE: usize = 8;
 
-/// Probes the local input, encodes the package and stores it.
-pub async fn encode(run: &Run<'_>, container: Container, input: &Path, scratch: &Path) -> Result<OutputInfo, JobError> {
+/// Probes the local input, then encodes the package and stores it, or
+/// plans it into pieces for any worker (`None`: planned).
+pub async fn encode(
+    run: &Run<'_>,
+    container: Container,
+    input: &Path,
+    scratch: &Path,
+    fetch_ms: u64,
+) -> Result<Option<OutputInfo>, JobError> {
+    let probing = tokio::time::Instant::now();
     let info = transcode::probe(input, Some(container.demuxer())).await?;
     run.limits().check(&info)?;
     let threads = run.ctx.settings.ffmpeg_threads;
@@ -28,6 +36,11 @@ pub async fn encode(run: &Run<'_>, container: Container, input: &Path, scratch: 
         tokio::join!(record_input_color(run, &info), transcode::interlaced(input, container.demuxer(), &info, threads));
     recorded?;
     let picture = Picture::for_input(&info.color, info.height, interlaced?);
+    if run.ctx.settings.splits(info.duration_seconds)
+        && Box::pin(super::split::plan(run, container, input, &info, &picture, fetch_ms, probing)).await?
+    {
+        return Ok(None);
+    }
     let format = run.options.format;
     let rungs = ladder::renditions(run.options.renditions.as_deref(), info.height);
     let dir = scratch.join("package");
@@ -43,12 +56,45 @@ pub async fn encode(run: &Run<'_>, container: Container, input: &Path, scratch: 
     let duration = Arc::new(OnceLock::new());
     let _ = duration.set(info.duration_seconds);
     let args = ladder::package_args(format, &source, &rungs, &dir);
+    let report = WholeProgress { duration };
+    Box::pin(write_and_store(run, args, report, &rungs, scratch, source.has_audio)).await.map(Some)
+}
+
+/// The join of a split package: the pieces' tracks and the audio copied
+/// into the package's segments, then stored as a whole encode's are.
+pub async fn join(
+    run: &Run<'_>,
+    list: &Path,
+    audio_input: Option<(Vec<String>, &Path)>,
+    renditions: &[u32],
+    scratch: &Path,
+) -> Result<OutputInfo, JobError> {
+    let rungs = ladder::rungs(renditions);
+    let dir = scratch.join("package");
+    tokio::fs::create_dir_all(&dir).await?;
+    let has_audio = audio_input.is_some();
+    let args = ladder::join_args(run.options.format, list, audio_input, &rungs, &dir);
+    Box::pin(write_and_store(run, args, Quiet, &rungs, scratch, has_audio)).await
+}
+
+/// Runs the ffmpeg that writes the package into `scratch/package`, storing
+/// segments as it closes them and the rest at the end; on failure nothing
+/// of the output stays behind.
+async fn write_and_store(
+    run: &Run<'_>,
+    args: Vec<String>,
+    report: impl AsyncReport,
+    rungs: &[Rung],
+    scratch: &Path,
+    has_audio: bool,
+) -> Result<OutputInfo, JobError> {
+    let format = run.options.format;
+    let dir = scratch.join("package");
     let audio_rep = if format == OutputFormat::Dash { rungs.len() } else { usize::MAX };
     let mut uploads = Uploads { dir: dir.clone(), audio_rep, stored: HashMap::new() };
-    let encoded = async {
-        // Segments are stored as ffmpeg closes them, the rest at the end.
+    let written = async {
         // (Futures boxed: large ones, kept off the worker's stack.)
-        let mut encode = Box::pin(run.ffmpeg(args, scratch, run.stop.clone(), WholeProgress { duration }));
+        let mut encode = Box::pin(run.ffmpeg(args, scratch, run.stop.clone(), report));
         let mut tick = tokio::time::interval(UPLOAD_INTERVAL);
         loop {
             tokio::select! {
@@ -56,9 +102,9 @@ pub async fn encode(run: &Run<'_>, container: Container, input: &Path, scratch: 
                 _ = tick.tick() => Box::pin(uploads.store(run, false)).await?,
             }
         }?;
-        Box::pin(store(run, format, &rungs, &dir, scratch, source.has_audio, &mut uploads)).await
+        Box::pin(store(run, format, rungs, &dir, scratch, has_audio, &mut uploads)).await
     };
-    let result = Box::pin(encoded).await;
+    let result = Box::pin(written).await;
     if result.is_err() {
         remove_output(run).await;
     }

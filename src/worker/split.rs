@@ -16,10 +16,13 @@ use crate::domain::picture::Picture;
 use crate::domain::{Container, JobRecord, OutputFormat, PieceSpec, PlanState, TaskTiming};
 use crate::queue::tasks::{Task, JOIN_PRIORITY};
 use crate::storage::work_prefix;
+use crate::transcode::ladder::{self, SEGMENT_SECONDS};
 use crate::transcode::{self, MediaInfo};
 
 pub(super) fn piece_file(piece: &PieceSpec, format: OutputFormat) -> String {
-    format!("{}.{}", piece.name(), format.extension())
+    // A package's piece: every rendition of its range, as video tracks of one MP4.
+    let extension = if format.is_package() { "mp4" } else { format.extension() };
+    format!("{}.{extension}", piece.name())
 }
 
 /// A piece's range of the audio, when the pieces carry it.
@@ -46,7 +49,13 @@ pub async fn plan(
     probing: Instant,
 ) -> Result<bool, JobError> {
     let times = transcode::frame_times(input, container.demuxer()).await?;
-    let pieces = crate::domain::plan::split(&times, info.start_seconds, run.ctx.settings.segment_seconds as f64);
+    let format = run.options.format;
+    let mut length = run.ctx.settings.segment_seconds;
+    if format.is_package() {
+        // Pieces of whole segments: their joins are segment boundaries.
+        length = length.div_ceil(u64::from(SEGMENT_SECONDS)).max(1) * u64::from(SEGMENT_SECONDS);
+    }
+    let pieces = crate::domain::plan::split(&times, info.start_seconds, length as f64);
     if pieces.len() < 2 {
         return Ok(false);
     }
@@ -54,8 +63,12 @@ pub async fn plan(
     let mut plan = PlanState::new(pieces, info.audio_codec.is_some());
     // AAC audio is encoded by the pieces, each its own range (packets that
     // join without a seam); Opus, and rates AAC does not have, by one task.
-    if plan.audio && run.options.format == OutputFormat::Mp4 {
+    if plan.audio && format != OutputFormat::Webm {
         plan.audio_sample_rate = info.audio_sample_rate.filter(|r| transcode::AAC_SAMPLE_RATES.contains(r));
+    }
+    if format.is_package() {
+        let rungs = ladder::renditions(run.options.renditions.as_deref(), info.height);
+        plan.renditions = rungs.iter().map(|r| r.height).collect();
     }
     plan.picture = picture.clone();
     let encode_ms = ms_since(probing);
@@ -201,7 +214,8 @@ async fn part(run: &Run<'_>, container: Container, part: Part<'_>) -> Outcome {
             .map(|cut| (cut, format!("{}{}", work_prefix(run.client, run.id), audio_part_file(piece)))),
         _ => None,
     };
-    let timing = match encode_part(run, container, &part, &picture, &key, audio).await {
+    let renditions = record.plan.as_ref().map(|p| p.renditions.clone()).unwrap_or_default();
+    let timing = match encode_part(run, container, &part, &picture, &key, audio, &renditions).await {
         Ok(t) => t,
         Err(e) => return run.settle_error(e, attempts).await,
     };

@@ -130,9 +130,9 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
     if run.options.format.is_package() {
         // The ladder depends on the input's height: probe first.
         // (Boxed: a large future, kept off the worker's stack.)
-        let info = Box::pin(super::package::encode(run, container, &input, scratch.path())).await?;
+        let encoded = Box::pin(super::package::encode(run, container, &input, scratch.path(), fetch_ms)).await?;
         phase.end("package");
-        return Ok(Next::Done(info));
+        return Ok(encoded.map(Next::Done).unwrap_or(Next::Planned));
     }
     // ffmpeg starts at once, for the common case (progressive SDR that
     // needs no conversion); the probe runs beside it and stops it if the

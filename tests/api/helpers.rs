@@ -301,3 +301,55 @@ pub fn metric(text: &str, name: &str, label: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The test venv's Python (PyPI clients: m3u8, tuspy, standardwebhooks).
+pub fn python() -> String {
+    std::env::var("TRANSCODER_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/target/pyenv/bin/python", env!("CARGO_MANIFEST_DIR")))
+}
+
+/// An HLS package read over HTTP by PyPI `m3u8` (`tests/clients/hls_check.py`):
+/// its report, after the script's own checks passed.
+pub fn hls_check(master: &str) -> Value {
+    let checked = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/hls_check.py"))
+        .arg(master)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&checked.stdout).to_string();
+    assert!(checked.status.success(), "hls_check: {stdout}{}", String::from_utf8_lossy(&checked.stderr));
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// Frames ffprobe decodes from `url` (stream `select`).
+pub fn decoded_frames(url: &str, select: &str) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", select])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // One line per program that holds the stream, then the stream's own.
+    let counts: Vec<u64> = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    assert!(!counts.is_empty() && counts.iter().all(|c| *c == counts[0]), "ffprobe {url}: {text}");
+    counts[0]
+}
+
+/// The first video packet of `init + segment`: (pts seconds, keyframe).
+pub async fn first_packet(http: &reqwest::Client, dir: &Path, init: &str, segment: &str, n: usize) -> (f64, bool) {
+    let mut bytes = http.get(init).send().await.unwrap().bytes().await.unwrap().to_vec();
+    bytes.extend(http.get(segment).send().await.unwrap().bytes().await.unwrap());
+    let file = dir.join(format!("probe-{n}.mp4"));
+    std::fs::write(&file, bytes).unwrap();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags"])
+        .args(["-read_intervals", "%+#1", "-of", "csv=p=0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or_else(|| panic!("no packet in {segment}"));
+    let mut fields = line.split(',');
+    (fields.next().unwrap().parse().unwrap(), fields.next().unwrap().starts_with('K'))
+}

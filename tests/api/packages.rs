@@ -13,44 +13,6 @@ use crate::helpers::*;
 /// A 20 s 1280×720 25 fps clip with a tone: 500 frames.
 const FRAMES: u64 = 500;
 
-fn python() -> String {
-    std::env::var("TRANSCODER_TEST_PYTHON")
-        .unwrap_or_else(|_| format!("{}/target/pyenv/bin/python", env!("CARGO_MANIFEST_DIR")))
-}
-
-/// Frames ffprobe decodes from `url` (stream `select`).
-fn decoded_frames(url: &str, select: &str) -> u64 {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", select])
-        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    // One line per program that holds the stream, then the stream's own.
-    let counts: Vec<u64> = text.lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
-    assert!(!counts.is_empty() && counts.iter().all(|c| *c == counts[0]), "ffprobe {url}: {text}");
-    counts[0]
-}
-
-/// The first video packet of `init + segment`: (pts seconds, keyframe).
-async fn first_packet(http: &reqwest::Client, dir: &Path, init: &str, segment: &str, n: usize) -> (f64, bool) {
-    let mut bytes = http.get(init).send().await.unwrap().bytes().await.unwrap().to_vec();
-    bytes.extend(http.get(segment).send().await.unwrap().bytes().await.unwrap());
-    let file = dir.join(format!("probe-{n}.mp4"));
-    std::fs::write(&file, bytes).unwrap();
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags"])
-        .args(["-read_intervals", "%+#1", "-of", "csv=p=0"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().next().unwrap_or_else(|| panic!("no packet in {segment}"));
-    let mut fields = line.split(',');
-    (fields.next().unwrap().parse().unwrap(), fields.next().unwrap().starts_with('K'))
-}
-
 async fn submit_done(app: &TestApp, sub: &mut Subscriber, clip: &Path, query: &str) -> Value {
     let id = app.submit(clip, query).await;
     let end = sub.wait_for_any(&[&format!("job.completed.{id}"), &format!("job.failed.{id}")], JOB_TIMEOUT).await;
@@ -102,14 +64,7 @@ async fn an_hls_job_is_a_ladder_that_a_real_parser_and_ffmpeg_read_over_http() {
     // The package under its playback URL, read by the m3u8 parser.
     let master = app.url(doc["links"]["play"].as_str().unwrap());
     assert!(master.ends_with("/master.m3u8"), "{master}");
-    let checked = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/hls_check.py"))
-        .arg(&master)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&checked.stdout).to_string();
-    assert!(checked.status.success(), "hls_check: {stdout}{}", String::from_utf8_lossy(&checked.stderr));
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let report = hls_check(&master);
     let variants = report["variants"].as_array().unwrap();
     assert_eq!(variants.len(), 4);
     for (v, r) in variants.iter().zip(output["renditions"].as_array().unwrap()) {

@@ -338,3 +338,46 @@ async fn a_split_job_that_fails_leaves_no_work_behind() {
     work_folder_empties(&app, &id).await;
     assert!(app.keys(&format!("outputs/default/{id}/")).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_hls_job_is_split_across_two_workers_and_every_rendition_has_every_frame() {
+    let app = spawn_api_with(|_| {}).await;
+    // 4 s pieces: whole segments of the package.
+    let (_workers, dirs) = two_workers(&app, &[]);
+    let mut sub = Subscriber::bind(&app.prefix, "default", "#").await;
+    let source = source(&app);
+    let id = app.submit(&source, "?format=hls").await;
+    let (done, both) = finish_watching(&mut sub, &id, &dirs).await;
+    assert_eq!(done.routing_key, format!("job.completed.{id}"), "{}", done.body);
+    assert!(both, "the two workers never ran an ffmpeg of the job at the same time");
+    let doc = app.status(&id).await;
+    let total = doc["segments"]["total"].as_u64().unwrap();
+    assert!(total >= 5, "{doc}");
+    let heights: Vec<u64> =
+        doc["output"]["renditions"].as_array().unwrap().iter().map(|r| r["height"].as_u64().unwrap()).collect();
+    assert_eq!(heights, vec![360, 240], "the ladder of a 360p input");
+    // The same checks as an unsplit package: a real parser over HTTP …
+    let master = app.url(doc["links"]["play"].as_str().unwrap());
+    let report = hls_check(&master);
+    let variants = report["variants"].as_array().unwrap();
+    let http = http_client();
+    for k in 0..variants[0]["segments"].as_array().unwrap().len() {
+        let mut starts = Vec::new();
+        for (n, v) in variants.iter().enumerate() {
+            let (init, segment) = (v["init"].as_str().unwrap(), v["segments"][k].as_str().unwrap());
+            let (pts, key) = first_packet(&http, app.dir.path(), init, segment, n).await;
+            assert!(key, "segment {k} of {} does not start with a keyframe", v["uri"]);
+            starts.push(pts);
+        }
+        assert!(starts.iter().all(|s| (s - starts[0]).abs() < 1e-6), "segment {k} starts at {starts:?}");
+    }
+    // … and the input's 600 frames in every rendition.
+    for v in variants {
+        let uri = v["uri"].as_str().unwrap();
+        assert_eq!(decoded_frames(uri, "v:0"), 600, "{uri}");
+        let extinf: f64 = v["durations"].as_array().unwrap().iter().map(|d| d.as_f64().unwrap()).sum();
+        assert!((extinf - 24.0).abs() < 0.05, "{uri}: EXTINF add up to {extinf}");
+    }
+    println!("split hls: {total} pieces on two workers, renditions {heights:?}, 600 frames in each");
+    assert_eq!(app.keys(&format!("work/default/{id}/")).await, Vec::<String>::new());
+}
