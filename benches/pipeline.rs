@@ -16,6 +16,7 @@
 //!     vs the same through POST, and the API's peak RSS for 4 GiB in 1 and
 //!     64 MiB chunks; (h) an hls job with the default ladder vs bare
 //!     ffmpeg with the same arguments, the poster and storyboard apart;
+//!     (i) that ladder split across two one-thread workers vs one;
 //!     (k) webhook latency and event-log replay; (l) an HDR
 //!     job (tone-mapped) vs the same job from an SDR input. Families not
 //!     run keep their last figures in the file.
@@ -58,6 +59,9 @@ fn main() {
         }
         if run("h") {
             ladder_cost(&env, &mut report, pairs.min(3)).await;
+        }
+        if run("i") {
+            ladder_split_scaling(&env, &mut report, pairs.min(3)).await;
         }
         if run("l") {
             color_cost(&env, &mut report, pairs.min(3)).await;

@@ -118,3 +118,68 @@ pub async fn ladder_cost(env: &BenchEnv, report: &mut Report, pairs: usize) {
     );
     report.sections.push(('h', md));
 }
+
+/// Submits the input as `format=hls` and waits for its completion event:
+/// wall seconds from the 202.
+async fn hls_job(env: &BenchEnv, svc: &Service, events: &mut Events, bytes: &[u8]) -> f64 {
+    let request = env.http.post(format!("{}/video/convert?format=hls", svc.address));
+    let r = request.header("Content-Type", "video/mp4").body(bytes.to_vec()).send().await.unwrap();
+    let accepted = Instant::now();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    events.completed(&id).await;
+    accepted.elapsed().as_secs_f64()
+}
+
+/// (i) The ladder of (h) split into 20 s pieces across two worker processes
+/// with `worker.ffmpeg_threads = 1`, against one such worker encoding it
+/// whole.
+pub async fn ladder_split_scaling(env: &BenchEnv, report: &mut Report, pairs: usize) {
+    let one_thread = ("TRANSCODER__WORKER__FFMPEG_THREADS", "1".to_string());
+    let whole = Service::start(env, "api", "i-whole").await;
+    let whole_workers =
+        [whole.worker(env, &[one_thread.clone(), ("TRANSCODER__WORKER__SPLIT_MIN_SECONDS", "0".into())])];
+    let split = Service::start(env, "api", "i-split").await;
+    let split_env = [
+        one_thread,
+        ("TRANSCODER__WORKER__SPLIT_MIN_SECONDS", "30".to_string()),
+        ("TRANSCODER__WORKER__SEGMENT_SECONDS", "20".to_string()),
+    ];
+    let split_workers = [split.worker(env, &split_env), split.worker(env, &split_env)];
+    let mut whole_events = Events::bind(&whole.prefix, "job.completed.*").await;
+    let mut split_events = Events::bind(&split.prefix, "job.completed.*").await;
+    let bytes = std::fs::read(clip(env.dir.path(), SECONDS, 1280, 720)).unwrap();
+    let mut results = Vec::new();
+    for i in 0..pairs {
+        let (mut w, mut s) = (0.0, 0.0);
+        for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+            if side == 0 {
+                w = hls_job(env, &whole, &mut whole_events, &bytes).await;
+            } else {
+                s = hls_job(env, &split, &mut split_events, &bytes).await;
+            }
+        }
+        eprintln!("(i) pair {}: one worker whole {w:.1} s, two workers split {s:.1} s", i + 1);
+        results.push(Pair { a: s, b: w, a_cpu: 0.0, b_cpu: 0.0 });
+    }
+    drop(whole_workers);
+    drop(split_workers);
+    whole.stop();
+    split.stop();
+    let ratios: Vec<f64> = results.iter().map(|p| p.a / p.b).collect();
+    let col = |f: &dyn Fn(&Pair) -> f64| spread(&results.iter().map(f).collect::<Vec<_>>(), 1);
+    let mut md = String::new();
+    let _ = writeln!(md, "## (i) Split ladder scaling\n");
+    let _ = writeln!(
+        md,
+        "The package of (h) (a {SECONDS} s 1280×720 input, `format=hls`, the default ladder of four renditions), \
+         from the 202 to the completion event: one worker process with `worker.ffmpeg_threads = 1` encoding it \
+         whole, against two worker processes with `ffmpeg_threads = 1` each and the input split into 20 s \
+         pieces (each piece encodes every rendition of its frames and its range of the audio; the join copies \
+         them into the segments). {pairs} interleaved pairs. Target: ratio ≤ 0.55 (ideal 0.50).\n"
+    );
+    let _ = writeln!(md, "| one worker, whole s | two workers, split s | ratio |");
+    let _ = writeln!(md, "|---|---|---|");
+    let _ = writeln!(md, "| {} | {} | {} |\n", col(&|p| p.b), col(&|p| p.a), spread(&ratios, 3));
+    report.sections.push(('i', md));
+}

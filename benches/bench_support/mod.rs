@@ -11,7 +11,7 @@ mod split;
 mod webhooks;
 
 pub use color::color_cost;
-pub use ladder::ladder_cost;
+pub use ladder::{ladder_cost, ladder_split_scaling};
 pub use measure::*;
 pub use report::Report;
 pub use resumable::resumable_uploads;
