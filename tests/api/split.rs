@@ -381,3 +381,30 @@ async fn a_long_hls_job_is_split_across_two_workers_and_every_rendition_has_ever
     println!("split hls: {total} pieces on two workers, renditions {heights:?}, 600 frames in each");
     assert_eq!(app.keys(&format!("work/default/{id}/")).await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_dash_job_is_split_across_two_workers_and_every_representation_has_every_frame() {
+    let app = spawn_api_with(|_| {}).await;
+    let (_workers, dirs) = two_workers(&app, &[]);
+    let mut sub = Subscriber::bind(&app.prefix, "default", "#").await;
+    let source = source(&app);
+    let id = app.submit(&source, "?format=dash").await;
+    let (done, _) = finish_watching(&mut sub, &id, &dirs).await;
+    assert_eq!(done.routing_key, format!("job.completed.{id}"), "{}", done.body);
+    let doc = app.status(&id).await;
+    assert!(doc["segments"]["total"].as_u64().unwrap() >= 5, "{doc}");
+    let mpd = app.url(doc["links"]["play"].as_str().unwrap());
+    let text = http_client().get(&mpd).send().await.unwrap().text().await.unwrap();
+    assert_eq!(text.matches("<Representation ").count(), 3, "360p, 240p and the audio: {text}");
+    for n in 0..2 {
+        assert_eq!(decoded_frames(&mpd, &format!("v:{n}")), 600, "representation {n}");
+    }
+    let audio = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=codec_name", "-of", "csv=p=0", &mpd])
+        .output()
+        .unwrap();
+    // (A line per program that holds the stream, then the stream's own.)
+    let codecs: Vec<String> = String::from_utf8_lossy(&audio.stdout).split_whitespace().map(str::to_string).collect();
+    assert!(!codecs.is_empty() && codecs.iter().all(|c| c == "aac"), "{codecs:?}");
+    assert_eq!(app.keys(&format!("work/default/{id}/")).await, Vec::<String>::new());
+}
