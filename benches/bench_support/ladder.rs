@@ -43,7 +43,7 @@ async fn bare(input: &Path, dir: &Path) {
 /// service makes them (joining its segments included): milliseconds.
 async fn previews_ms(dir: &Path) -> f64 {
     let playlist = std::fs::read_to_string(dir.join("720p.m3u8")).unwrap();
-    let segments = ladder::hls_segments(&playlist).unwrap();
+    let segments = transcoder::transcode::manifest::hls_segments(&playlist).unwrap();
     let t0 = Instant::now();
     let mut joined = std::fs::read(dir.join(&segments.init)).unwrap();
     for f in &segments.files {

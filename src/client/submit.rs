@@ -142,7 +142,7 @@ async fn download_package(
     manifest: &str,
     dir: &Path,
 ) -> anyhow::Result<usize> {
-    use crate::transcode::ladder;
+    use crate::transcode::manifest;
     use crate::transcode::previews::{POSTER, STORYBOARD_CUES, STORYBOARD_IMAGE};
     tokio::fs::create_dir_all(dir).await.with_context(|| format!("cannot create {}", dir.display()))?;
     let base = format!("/video/download/{id}");
@@ -161,13 +161,13 @@ async fn download_package(
     let mut fetched = 1;
     if manifest.ends_with(".mpd") {
         for rep in 0..text.matches("<Representation ").count() {
-            lists.push(ladder::dash_segments(&text, rep).context("the MPD's segment list cannot be read")?);
+            lists.push(manifest::dash_segments(&text, rep).context("the MPD's segment list cannot be read")?);
         }
     } else {
         for playlist in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             let media = tokio::fs::read_to_string(fetch(playlist.to_string()).await?).await?;
             fetched += 1;
-            lists.push(ladder::hls_segments(&media).context("a media playlist cannot be read")?);
+            lists.push(manifest::hls_segments(&media).context("a media playlist cannot be read")?);
         }
     }
     for list in lists {

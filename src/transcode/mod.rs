@@ -16,6 +16,7 @@ pub mod adts;
 mod args;
 pub mod child;
 pub mod ladder;
+pub mod manifest;
 pub mod previews;
 mod probe;
 mod run;
