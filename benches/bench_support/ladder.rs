@@ -69,16 +69,10 @@ pub async fn ladder_cost(env: &BenchEnv, report: &mut Report, pairs: usize) {
         let (mut service, mut baseline) = ((0.0, 0.0), (0.0, 0.0));
         for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
             if side == 0 {
-                let request = env.http.post(format!("{}/video/convert?format=hls", svc.address));
-                let r = request.header("Content-Type", "video/mp4").body(bytes.clone()).send().await.unwrap();
-                let accepted = Instant::now();
-                assert_eq!(r.status(), 202);
-                let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-                let cpu0 = svc.cpu_seconds();
-                let (_, event) = events.completed(&id).await;
+                let (wall, cpu, event) = hls_job(env, &svc, &mut events, &bytes).await;
                 let renditions = event["data"]["output"]["renditions"].as_array().map(Vec::len).unwrap_or(0);
                 assert_eq!(renditions, 4, "the default ladder of a 720p input");
-                service = (accepted.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0);
+                service = (wall, cpu);
             } else {
                 let (cpu0, t0) = (children_cpu(), Instant::now());
                 bare(&input, &dir).await;
@@ -120,15 +114,17 @@ pub async fn ladder_cost(env: &BenchEnv, report: &mut Report, pairs: usize) {
 }
 
 /// Submits the input as `format=hls` and waits for its completion event:
-/// wall seconds from the 202.
-async fn hls_job(env: &BenchEnv, svc: &Service, events: &mut Events, bytes: &[u8]) -> f64 {
+/// wall seconds from the 202, the service's CPU seconds meanwhile (with its
+/// children), the event.
+async fn hls_job(env: &BenchEnv, svc: &Service, events: &mut Events, bytes: &[u8]) -> (f64, f64, serde_json::Value) {
     let request = env.http.post(format!("{}/video/convert?format=hls", svc.address));
     let r = request.header("Content-Type", "video/mp4").body(bytes.to_vec()).send().await.unwrap();
     let accepted = Instant::now();
     assert_eq!(r.status(), 202);
     let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    events.completed(&id).await;
-    accepted.elapsed().as_secs_f64()
+    let cpu0 = svc.cpu_seconds();
+    let (_, event) = events.completed(&id).await;
+    (accepted.elapsed().as_secs_f64(), svc.cpu_seconds() - cpu0, event)
 }
 
 /// (i) The ladder of (h) split into 20 s pieces across two worker processes
@@ -154,9 +150,9 @@ pub async fn ladder_split_scaling(env: &BenchEnv, report: &mut Report, pairs: us
         let (mut w, mut s) = (0.0, 0.0);
         for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
             if side == 0 {
-                w = hls_job(env, &whole, &mut whole_events, &bytes).await;
+                w = hls_job(env, &whole, &mut whole_events, &bytes).await.0;
             } else {
-                s = hls_job(env, &split, &mut split_events, &bytes).await;
+                s = hls_job(env, &split, &mut split_events, &bytes).await.0;
             }
         }
         eprintln!("(i) pair {}: one worker whole {w:.1} s, two workers split {s:.1} s", i + 1);

@@ -22,7 +22,7 @@ use super::{ApiError, AppState, Client};
 use crate::config::HttpSettings;
 use crate::domain::{ClientId, JobId, StatusDoc};
 use crate::storage::{output_file_key, output_key};
-use crate::transcode::previews::{POSTER, STORYBOARD_CUES, STORYBOARD_IMAGE};
+use crate::transcode::previews::{self, POSTER, STORYBOARD_CUES};
 
 /// Every file of an output folder is written once and never changes.
 const IMMUTABLE: &str = "max-age=31536000, immutable";
@@ -157,14 +157,13 @@ async fn serve_file(
 /// as stored, for a package's files).
 fn file_key(client: &ClientId, doc: &StatusDoc, file: &str) -> Option<(String, Option<&'static str>)> {
     let format = doc.format;
-    let content_type = match file {
-        POSTER | STORYBOARD_IMAGE => Some("image/jpeg"),
-        STORYBOARD_CUES => Some("text/vtt"),
-        _ if format.is_package() && package_file(file) => None,
-        _ if !format.is_package() && file == format!("video.{}", format.extension()) => {
+    let content_type = match previews::content_type(file) {
+        Some(preview) => Some(preview),
+        None if format.is_package() && package_file(file) => None,
+        None if !format.is_package() && file == format!("video.{}", format.extension()) => {
             return Some((output_key(client, doc.id, format), Some(format.content_type())));
         }
-        _ => return None,
+        None => return None,
     };
     Some((output_file_key(client, doc.id, file), content_type))
 }

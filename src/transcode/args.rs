@@ -186,8 +186,9 @@ pub fn concat_list(pieces: &[(String, f64)]) -> String {
     list
 }
 
-/// Concatenates the pieces (stream copy) and muxes the audio.
-pub fn join_args(list: &Path, audio: JoinAudio<'_>, format: OutputFormat, output: &Path) -> Vec<String> {
+/// The inputs of a join: the pieces' concat list (input 0) and the audio
+/// (input 1), if any; whether there is audio.
+pub fn join_inputs(list: &Path, audio: JoinAudio<'_>) -> (Vec<String>, bool) {
     let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-protocol_whitelist", "file", "-f", "concat"]);
     args.push("-i".into());
     args.push(list.display().to_string());
@@ -207,8 +208,14 @@ pub fn join_args(list: &Path, audio: JoinAudio<'_>, format: OutputFormat, output
         args.extend(strings(&["-protocol_whitelist", "file", "-i"]));
         args.push(audio_file.display().to_string());
     }
+    (args, audio_file.is_some())
+}
+
+/// Concatenates the pieces (stream copy) and muxes the audio.
+pub fn join_args(list: &Path, audio: JoinAudio<'_>, format: OutputFormat, output: &Path) -> Vec<String> {
+    let (mut args, has_audio) = join_inputs(list, audio);
     args.extend(strings(&["-map", "0:v:0"]));
-    if audio_file.is_some() {
+    if has_audio {
         args.extend(strings(&["-map", "1:a:0"]));
     }
     args.extend(strings(&["-c", "copy", "-map_metadata", "-1"]));

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use super::input_restrictions;
+use super::{input_restrictions, join_inputs, JoinAudio};
 use crate::domain::picture::{Picture, OUTPUT_TAGS};
 use crate::domain::{OutputFormat, RUNGS};
 
@@ -52,7 +52,7 @@ pub fn renditions(requested: Option<&[u32]>, input_height: u32) -> Vec<Rung> {
     if heights.is_empty() {
         heights.push((input_height / 2 * 2).max(2));
     }
-    heights.into_iter().map(|h| Rung { name: format!("{h}p"), height: h, cap_kbps: cap_kbps(h) }).collect()
+    rungs(&heights)
 }
 
 /// The rungs of heights already chosen (a split job's plan keeps them).
@@ -191,23 +191,10 @@ pub fn piece_args(source: &Source<'_>, rungs: &[Rung], seek: f64, frames: u64, o
 }
 
 /// The join of a split package: the pieces' concat list (every rendition a
-/// track) and the audio (`audio_input`: its input options and file) copied
-/// into the package's segments, cut at the pieces' forced keyframes.
-pub fn join_args(
-    format: OutputFormat,
-    list: &Path,
-    audio_input: Option<(Vec<String>, &Path)>,
-    rungs: &[Rung],
-    dir: &Path,
-) -> Vec<String> {
-    let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-protocol_whitelist", "file", "-f", "concat", "-i"]);
-    args.push(list.display().to_string());
-    let has_audio = audio_input.is_some();
-    if let Some((options, file)) = audio_input {
-        args.extend(options);
-        args.extend(strings(&["-protocol_whitelist", "file", "-i"]));
-        args.push(file.display().to_string());
-    }
+/// track) and the audio copied into the package's segments, cut at the
+/// pieces' forced keyframes.
+pub fn join_args(format: OutputFormat, list: &Path, audio: JoinAudio<'_>, rungs: &[Rung], dir: &Path) -> Vec<String> {
+    let (mut args, has_audio) = join_inputs(list, audio);
     let mut copy = strings(&["-c", "copy", "-fps_mode", "passthrough", "-map_metadata", "-1"]);
     if has_audio {
         // The pieces' audio is ADTS; the segments' MP4 wants its config apart.

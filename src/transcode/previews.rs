@@ -23,6 +23,15 @@ pub const POSTER: &str = "poster.jpg";
 pub const STORYBOARD_IMAGE: &str = "storyboard.jpg";
 pub const STORYBOARD_CUES: &str = "storyboard.vtt";
 
+/// The content type of one of the three files, by its name.
+pub fn content_type(name: &str) -> Option<&'static str> {
+    match name {
+        POSTER | STORYBOARD_IMAGE => Some("image/jpeg"),
+        STORYBOARD_CUES => Some("text/vtt"),
+        _ => None,
+    }
+}
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::common::{AsyncReport, JobError, Quiet, Run};
 use super::measure::{estimate, fraction, ms_since};
-use super::split::Part;
+use super::split::{piece_format, Part};
 use crate::domain::audio::AudioCut;
 use crate::domain::picture::Picture;
 use crate::domain::{Container, JobRecord, OutputFormat, TaskTiming};
@@ -96,8 +96,7 @@ pub(super) async fn encode_part(
     let content_type = match (part, format) {
         (Part::Audio, OutputFormat::Mp4 | OutputFormat::Hls | OutputFormat::Dash) => "audio/mp4",
         (Part::Audio, OutputFormat::Webm) => "audio/webm",
-        (Part::Piece(_), f) if f.is_package() => "video/mp4",
-        (Part::Piece(_), f) => f.content_type(),
+        (Part::Piece(_), f) => piece_format(f).content_type(),
     };
     let encode_ms = ms_since(t1);
     let t2 = Instant::now();

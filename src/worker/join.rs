@@ -9,7 +9,6 @@ use super::common::{JobError, Outcome, Quiet, Run};
 use super::measure::ms_since;
 use super::split::{audio_file, audio_part_file, piece_file};
 use super::whole::store_output;
-use crate::domain::audio::AAC_FRAME;
 use crate::domain::{OutputInfo, PlanState, TaskTiming};
 use crate::storage::{work_prefix, StoreError};
 use crate::transcode::{self, concat_list, JoinAudio, TranscodeError};
@@ -113,16 +112,7 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, Tas
         None => JoinAudio::None,
     };
     if format.is_package() {
-        let audio_input = match audio {
-            JoinAudio::None => None,
-            JoinAudio::Whole(file) => Some((Vec::new(), file)),
-            JoinAudio::Packets(file, rate) => {
-                // The priming packet starts before zero, as in the mp4 join.
-                let offset = format!("-{:.6}", AAC_FRAME as f64 / f64::from(rate));
-                Some((vec!["-itsoffset".into(), offset, "-f".into(), "aac".into()], file))
-            }
-        };
-        let info = Box::pin(super::package::join(run, &list, audio_input, &plan.renditions, dir)).await?;
+        let info = Box::pin(super::package::join(run, &list, audio, &plan.renditions, dir)).await?;
         let encode_ms = ms_since(t1);
         return Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: 0 }));
     }

@@ -8,12 +8,11 @@ use std::sync::{Arc, OnceLock};
 mod uploads;
 
 use super::common::{AsyncReport, JobError, Quiet, Run};
-use super::whole::{output_info, record_input_color, remove_output, WholeProgress};
-use crate::domain::picture::Picture;
+use super::whole::{examine, output_info, remove_output, WholeProgress};
 use crate::domain::{Container, OutputFormat, OutputInfo, Rendition};
 use crate::transcode::ladder::{self, Rung, Source};
 use crate::transcode::manifest::{self, Measured, Segments};
-use crate::transcode::{self, TranscodeError};
+use crate::transcode::{self, JoinAudio, TranscodeError};
 use uploads::{Uploads, UPLOAD_INTERVAL};
 
 /// Probes the local input, then encodes the package and stores it, or
@@ -26,13 +25,9 @@ pub async fn encode(
     fetch_ms: u64,
 ) -> Result<Option<OutputInfo>, JobError> {
     let probing = tokio::time::Instant::now();
-    let info = transcode::probe(input, Some(container.demuxer())).await?;
-    run.limits().check(&info)?;
+    let probed = transcode::probe(input, Some(container.demuxer())).await;
+    let (info, picture) = examine(run, container, input, probed).await?;
     let threads = run.ctx.settings.ffmpeg_threads;
-    let (recorded, interlaced) =
-        tokio::join!(record_input_color(run, &info), transcode::interlaced(input, container.demuxer(), &info, threads));
-    recorded?;
-    let picture = Picture::for_input(&info.color, info.height, interlaced?);
     if run.ctx.settings.splits(info.duration_seconds)
         && Box::pin(super::split::plan(run, container, input, &info, &picture, fetch_ms, probing)).await?
     {
@@ -62,15 +57,15 @@ pub async fn encode(
 pub async fn join(
     run: &Run<'_>,
     list: &Path,
-    audio_input: Option<(Vec<String>, &Path)>,
+    audio: JoinAudio<'_>,
     renditions: &[u32],
     scratch: &Path,
 ) -> Result<OutputInfo, JobError> {
     let rungs = ladder::rungs(renditions);
     let dir = scratch.join("package");
     tokio::fs::create_dir_all(&dir).await?;
-    let has_audio = audio_input.is_some();
-    let args = ladder::join_args(run.options.format, list, audio_input, &rungs, &dir);
+    let has_audio = !matches!(audio, JoinAudio::None);
+    let args = ladder::join_args(run.options.format, list, audio, &rungs, &dir);
     Box::pin(write_and_store(run, args, Quiet, &rungs, scratch, has_audio)).await
 }
 

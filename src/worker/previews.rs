@@ -28,14 +28,11 @@ pub async fn store(run: &Run<'_>, output: &Path, h264: bool) -> Result<(), JobEr
     run.ffmpeg(board.args(&source, h264, &poster, &sprite), dir, run.stop.clone(), Quiet).await?;
     tokio::fs::write(&cues, board.vtt()).await?;
     let storage = &run.ctx.storage;
-    let put = |name: &'static str, path: std::path::PathBuf, content_type: &'static str| async move {
+    let put = |name: &'static str, path: std::path::PathBuf| async move {
+        let content_type = previews::content_type(name).expect("one of the three files");
         storage.put_file(&output_file_key(run.client, run.id, name), &path, content_type).await
     };
-    let (a, b, c) = tokio::join!(
-        put(POSTER, poster, "image/jpeg"),
-        put(STORYBOARD_IMAGE, sprite, "image/jpeg"),
-        put(STORYBOARD_CUES, cues, "text/vtt")
-    );
+    let (a, b, c) = tokio::join!(put(POSTER, poster), put(STORYBOARD_IMAGE, sprite), put(STORYBOARD_CUES, cues));
     a?;
     b?;
     c?;

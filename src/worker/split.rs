@@ -19,10 +19,18 @@ use crate::storage::work_prefix;
 use crate::transcode::ladder::{self, SEGMENT_SECONDS};
 use crate::transcode::{self, MediaInfo};
 
+/// The container of a job's pieces: the output's, or for a package MP4
+/// (every rendition of the piece's range as a video track of one file).
+pub(super) fn piece_format(format: OutputFormat) -> OutputFormat {
+    if format.is_package() {
+        OutputFormat::Mp4
+    } else {
+        format
+    }
+}
+
 pub(super) fn piece_file(piece: &PieceSpec, format: OutputFormat) -> String {
-    // A package's piece: every rendition of its range, as video tracks of one MP4.
-    let extension = if format.is_package() { "mp4" } else { format.extension() };
-    format!("{}.{extension}", piece.name())
+    format!("{}.{}", piece.name(), piece_format(format).extension())
 }
 
 /// A piece's range of the audio, when the pieces carry it.

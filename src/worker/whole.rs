@@ -160,22 +160,9 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
         probed = &mut probe => (probed, None),
         finished = &mut encode => (probe.await, Some(finished)),
     };
-    let checked = probed.map_err(JobError::from).and_then(|info| {
-        run.limits().check(&info)?;
-        Ok(info)
-    });
-    let examined = match checked {
-        Ok(info) => {
-            let (recorded, interlaced) = tokio::join!(
-                record_input_color(run, &info),
-                transcode::interlaced(&input, container.demuxer(), &info, threads)
-            );
-            recorded.and(interlaced.map_err(JobError::from)).map(|interlaced| (info, interlaced))
-        }
-        Err(e) => Err(e),
-    };
+    let examined = examine(run, container, &input, probed).await;
     phase.end("probe");
-    let (info, interlaced) = match examined {
+    let (info, picture) = match examined {
         Ok(examined) => examined,
         Err(e) => {
             abort.cancel();
@@ -185,7 +172,6 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
             return Err(e);
         }
     };
-    let picture = Picture::for_input(&info.color, info.height, interlaced);
     let _ = duration.set(info.duration_seconds);
     if finished.is_none() && run.ctx.settings.splits(info.duration_seconds) {
         abort.cancel();
@@ -219,8 +205,27 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
     Ok(Next::Done(info))
 }
 
+/// What the probe found, checked against the limits, with the input's
+/// colour recorded and the picture chain it needs (after `idet` where the
+/// scan is in doubt).
+pub(super) async fn examine(
+    run: &Run<'_>,
+    container: Container,
+    input: &std::path::Path,
+    probed: Result<MediaInfo, TranscodeError>,
+) -> Result<(MediaInfo, Picture), JobError> {
+    let info = probed?;
+    run.limits().check(&info)?;
+    let threads = run.ctx.settings.ffmpeg_threads;
+    let (recorded, interlaced) =
+        tokio::join!(record_input_color(run, &info), transcode::interlaced(input, container.demuxer(), &info, threads));
+    recorded?;
+    let picture = Picture::for_input(&info.color, info.height, interlaced?);
+    Ok((info, picture))
+}
+
 /// The input's colour into the status document.
-pub(super) async fn record_input_color(run: &Run<'_>, info: &MediaInfo) -> Result<(), JobError> {
+async fn record_input_color(run: &Run<'_>, info: &MediaInfo) -> Result<(), JobError> {
     let color = Some(info.color.clone());
     run.update(|r| {
         if r.doc.status.is_terminal() || r.doc.input.color == color {

@@ -190,9 +190,23 @@ fn assert_frame_exact(output: &Path, source: &Path, dir: &Path) {
     );
 }
 
-async fn split_job_is_frame_exact(format: &str) {
+/// A done job of [`split_on_two_workers`].
+struct SplitJob {
+    app: TestApp,
+    _workers: Vec<Proc>,
+    /// Saw the job's events.
+    sub: Subscriber,
+    source: PathBuf,
+    id: String,
+    doc: Value,
+}
+
+/// A job of the 24 s source in `format` on two workers (4 s pieces; for a
+/// package, whole segments), done with both running an ffmpeg of it at one
+/// moment and at least five pieces.
+async fn split_on_two_workers(format: &str) -> SplitJob {
     let app = spawn_api_with(|_| {}).await;
-    let (_workers, dirs) = two_workers(&app, &[]);
+    let (workers, dirs) = two_workers(&app, &[]);
     let mut sub = Subscriber::bind(&app.prefix, "default", "#").await;
     let source = source(&app);
     let id = app.submit(&source, &format!("?format={format}")).await;
@@ -200,8 +214,13 @@ async fn split_job_is_frame_exact(format: &str) {
     assert_eq!(done.routing_key, format!("job.completed.{id}"), "{}", done.body);
     assert!(both, "the two workers never ran an ffmpeg of the job at the same time");
     let doc = app.status(&id).await;
+    assert!(doc["segments"]["total"].as_u64().unwrap() >= 5, "{doc}");
+    SplitJob { app, _workers: workers, sub, source, id, doc }
+}
+
+async fn split_job_is_frame_exact(format: &str) {
+    let SplitJob { app, _workers, sub, source, id, doc } = split_on_two_workers(format).await;
     let total = doc["segments"]["total"].as_u64().unwrap();
-    assert!(total >= 5, "{doc}");
     assert_eq!(doc["segments"]["done"], total);
     assert_eq!(doc["progress-percent"], 100);
     assert_eq!(doc["output"]["format"], format);
@@ -339,27 +358,9 @@ async fn a_split_job_that_fails_leaves_no_work_behind() {
     assert!(app.keys(&format!("outputs/default/{id}/")).await.is_empty());
 }
 
-/// A package job of the 24 s source on two workers (4 s pieces: whole
-/// segments of the package), done with both running an ffmpeg of it at one
-/// moment and at least five pieces: the app, the workers, the id and its
-/// status document.
-async fn split_package(format: &str) -> (TestApp, Vec<Proc>, String, Value) {
-    let app = spawn_api_with(|_| {}).await;
-    let (workers, dirs) = two_workers(&app, &[]);
-    let mut sub = Subscriber::bind(&app.prefix, "default", "#").await;
-    let source = source(&app);
-    let id = app.submit(&source, &format!("?format={format}")).await;
-    let (done, both) = finish_watching(&mut sub, &id, &dirs).await;
-    assert_eq!(done.routing_key, format!("job.completed.{id}"), "{}", done.body);
-    assert!(both, "the two workers never ran an ffmpeg of the job at the same time");
-    let doc = app.status(&id).await;
-    assert!(doc["segments"]["total"].as_u64().unwrap() >= 5, "{doc}");
-    (app, workers, id, doc)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_hls_job_is_split_across_two_workers_and_every_rendition_has_every_frame() {
-    let (app, _workers, id, doc) = split_package("hls").await;
+    let SplitJob { app, _workers, id, doc, .. } = split_on_two_workers("hls").await;
     let total = doc["segments"]["total"].as_u64().unwrap();
     let heights: Vec<u64> =
         doc["output"]["renditions"].as_array().unwrap().iter().map(|r| r["height"].as_u64().unwrap()).collect();
@@ -392,7 +393,7 @@ async fn a_long_hls_job_is_split_across_two_workers_and_every_rendition_has_ever
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_dash_job_is_split_across_two_workers_and_every_representation_has_every_frame() {
-    let (app, _workers, id, doc) = split_package("dash").await;
+    let SplitJob { app, _workers, id, doc, .. } = split_on_two_workers("dash").await;
     let mpd = app.url(doc["links"]["play"].as_str().unwrap());
     let text = http_client().get(&mpd).send().await.unwrap().text().await.unwrap();
     assert_eq!(text.matches("<Representation ").count(), 3, "360p, 240p and the audio: {text}");

@@ -187,17 +187,28 @@ async function seekAcross(page, what) {
   return seeks;
 }
 
-async function playHls(t, doc, shot) {
+/** A player tab with `script` loaded and a recorder on its video element
+ * (`window.rec`: ends, seeks, media events; the player adds switches and
+ * errors); the package's playback URL. */
+async function openPlayer(t, script, doc) {
   const { base } = readEnv();
   const page = await playerTab(t);
-  await page.addScriptTag({ path: HLS_JS });
-  const url = new URL(doc.links.play, base).href;
-  const info = await page.evaluate(async (url) => {
+  await page.addScriptTag({ path: script });
+  await page.evaluate(() => {
     const v = document.getElementById("v");
     const rec = (window.rec = { switched: [], fatal: [], errors: [], ended: 0, seeked: 0, lastSeeked: NaN, media: [] });
     v.addEventListener("ended", () => rec.ended++);
     v.addEventListener("seeked", () => { rec.seeked++; rec.lastSeeked = v.currentTime; });
     for (const name of ["play", "pause", "waiting", "stalled"]) v.addEventListener(name, () => rec.media.push(`${name}@${v.currentTime.toFixed(2)}`));
+  });
+  return { page, url: new URL(doc.links.play, base).href };
+}
+
+async function playHls(t, doc, shot) {
+  const { page, url } = await openPlayer(t, HLS_JS, doc);
+  const info = await page.evaluate(async (url) => {
+    const v = document.getElementById("v");
+    const rec = window.rec;
     if (!Hls.isSupported()) return { unsupported: true, version: Hls.version };
     const hls = (window.hls = new Hls());
     hls.on(Hls.Events.LEVEL_SWITCHED, (_e, d) => rec.switched.push({ level: d.level, at: +v.currentTime.toFixed(2) }));
@@ -273,16 +284,10 @@ async function playHls(t, doc, shot) {
 }
 
 async function playDash(t, doc, shot) {
-  const { base } = readEnv();
-  const page = await playerTab(t);
-  await page.addScriptTag({ path: DASH_JS });
-  const url = new URL(doc.links.play, base).href;
+  const { page, url } = await openPlayer(t, DASH_JS, doc);
   const info = await page.evaluate(async (url) => {
     const v = document.getElementById("v");
-    const rec = (window.rec = { switched: [], fatal: [], errors: [], ended: 0, seeked: 0, lastSeeked: NaN, media: [] });
-    v.addEventListener("ended", () => rec.ended++);
-    v.addEventListener("seeked", () => { rec.seeked++; rec.lastSeeked = v.currentTime; });
-    for (const name of ["play", "pause", "waiting", "stalled"]) v.addEventListener(name, () => rec.media.push(`${name}@${v.currentTime.toFixed(2)}`));
+    const rec = window.rec;
     const player = (window.player = dashjs.MediaPlayer().create());
     const E = dashjs.MediaPlayer.events;
     player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
