@@ -118,10 +118,9 @@ pub async fn split_scaling(env: &BenchEnv, report: &mut Report, pairs: usize) {
         let (mut w, mut s) = ((0.0, String::new()), (0.0, String::new()));
         for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
             let (svc, events) = if side == 0 { (&whole, &mut whole_events) } else { (&split, &mut split_events) };
-            let t0 = Instant::now();
-            let (id, _) = post_file(env, svc, bytes.clone()).await;
+            let (id, accepted) = post_file(env, svc, bytes.clone()).await;
             events.completed(&id).await;
-            let wall = t0.elapsed().as_secs_f64();
+            let wall = accepted.elapsed().as_secs_f64();
             if side == 0 {
                 w = (wall, id);
             } else {

@@ -17,6 +17,7 @@ mod args;
 pub mod child;
 pub mod ladder;
 pub mod manifest;
+pub mod mp4;
 pub mod previews;
 mod probe;
 mod run;
@@ -25,8 +26,8 @@ pub use args::{
     Media,
 };
 pub use probe::{
-    count_frames, frame_times, interlaced, parse_probe, parse_video_packets, probe, video_packets, MediaInfo,
-    VideoPackets,
+    count_frames, describe_output, frame_times, interlaced, parse_probe, parse_video_packets, probe, video_packets,
+    MediaInfo, VideoPackets,
 };
 pub use run::{classify_failure, parse_clock, run_ffmpeg, Progress};
 

@@ -113,7 +113,9 @@ impl Storyboard {
     /// poster at full size and the sprite. Frames are picked by their times
     /// (`-copyts`: the times ffprobe lists).
     pub fn args(&self, input: &Path, skip_nokey: bool, poster: &Path, sprite: &Path) -> Vec<String> {
-        let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-copyts"]);
+        // One thread: a few keyframes decode faster than frame threads start.
+        let mut args =
+            strings(&["-hide_banner", "-nostdin", "-y", "-threads", "1", "-filter_complex_threads", "1", "-copyts"]);
         if skip_nokey {
             args.extend(strings(&["-skip_frame", "nokey"]));
         }
@@ -201,7 +203,12 @@ mod tests {
         let sb = Storyboard::plan(&[0.0, 10.0, 20.0], 24.0, 640, 480).unwrap();
         let args = sb.args(Path::new("/s/out.mp4"), true, Path::new("/s/poster.jpg"), Path::new("/s/storyboard.jpg"));
         let joined = args.join(" ");
-        assert!(joined.contains("-copyts -skip_frame nokey -protocol_whitelist file -i /s/out.mp4"), "{joined}");
+        assert!(
+            joined.contains(
+                "-threads 1 -filter_complex_threads 1 -copyts -skip_frame nokey -protocol_whitelist file -i /s/out.mp4"
+            ),
+            "{joined}"
+        );
         let at = |t: &str| format!("lt(abs(t-{t})\\,0.0005)");
         let graph = format!(
             "select='{}'[poster];[b]select='{}+{}+{}',scale=160:120,tile=3x1",

@@ -164,9 +164,24 @@ pub async fn probe(path: &Path, demuxer: Option<&str>) -> Result<MediaInfo, Tran
     parse_probe(&json)
 }
 
+/// What an output ffmpeg wrote is: from its MP4 boxes when it is one the
+/// in-process reader knows, else from ffprobe.
+pub async fn describe_output(path: &Path) -> Result<MediaInfo, TranscodeError> {
+    let file = path.to_path_buf();
+    match tokio::task::spawn_blocking(move || super::mp4::describe(&file)).await.ok().flatten() {
+        Some(info) => Ok(info),
+        None => probe(path, None).await,
+    }
+}
+
 /// The presentation times (seconds) of the first video stream's frames,
 /// read from its packets (no decoding), in presentation order.
 pub async fn frame_times(path: &Path, demuxer: &str) -> Result<Vec<f64>, TranscodeError> {
+    if demuxer == "mov" {
+        if let Some(packets) = mp4_packets(path).await {
+            return Ok(packets.times);
+        }
+    }
     let query = ["-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"];
     let out = run_ffprobe(path, Some(demuxer), &query).await?;
     let mut times: Vec<f64> =
@@ -225,6 +240,11 @@ pub fn parse_video_packets(csv: &str) -> Option<VideoPackets> {
 
 /// The packets of a file's first video stream.
 pub async fn video_packets(path: &Path, demuxer: Option<&str>) -> Result<VideoPackets, TranscodeError> {
+    if demuxer.is_none_or(|d| d == "mov") {
+        if let Some(packets) = mp4_packets(path).await.filter(|p| !p.keyframes.is_empty()) {
+            return Ok(packets);
+        }
+    }
     let query =
         ["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags:stream=width,height", "-of", "csv=p=0"];
     let out = run_ffprobe(path, demuxer, &query).await?;
@@ -265,6 +285,9 @@ pub async fn interlaced(path: &Path, demuxer: &str, info: &MediaInfo, threads: u
 
 /// Video frames in a file we wrote (a piece), counted from its packets.
 pub async fn count_frames(path: &Path) -> Result<u64, TranscodeError> {
+    if let Some(packets) = mp4_packets(path).await {
+        return Ok(packets.times.len() as u64);
+    }
     let query =
         ["-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"];
     let out = run_ffprobe(path, None, &query).await?;
@@ -273,4 +296,11 @@ pub async fn count_frames(path: &Path) -> Result<u64, TranscodeError> {
         .trim_end_matches(',')
         .parse()
         .map_err(|_| TranscodeError::Internal("ffprobe gave no packet count".into()))
+}
+
+/// The video packets of an MP4 from its sample tables (see [`super::mp4`]),
+/// when it is one the reader understands.
+async fn mp4_packets(path: &Path) -> Option<VideoPackets> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || super::mp4::video_packets(&path)).await.ok().flatten()
 }

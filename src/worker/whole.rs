@@ -246,7 +246,7 @@ pub async fn store_output(run: &Run<'_>, output: &std::path::Path) -> Result<Out
     let key = output_key(run.client, run.id, format);
     let h264 = format != OutputFormat::Webm;
     let (probed, stored, previews) = tokio::join!(
-        transcode::probe(output, None),
+        transcode::describe_output(output),
         run.ctx.storage.put_file(&key, output, format.content_type()),
         super::previews::store(run, output, h264)
     );
