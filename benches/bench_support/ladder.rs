@@ -53,7 +53,8 @@ async fn previews_ms(dir: &Path) -> f64 {
     std::fs::write(&top, joined).unwrap();
     let packets = transcoder::transcode::video_packets(&top, None).await.unwrap();
     let board = Storyboard::plan(&packets.keyframes, packets.end(), packets.width, packets.height).unwrap();
-    ffmpeg(&board.args(&top, true, &dir.join("poster.jpg"), &dir.join("storyboard.jpg"))).await;
+    let output = transcoder::transcode::previews::Source { path: &top, demuxer: None, chain: None };
+    ffmpeg(&board.args(&output, true, &dir.join("poster.jpg"), &dir.join("storyboard.jpg"))).await;
     t0.elapsed().as_secs_f64() * 1000.0
 }
 

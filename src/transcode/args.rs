@@ -56,9 +56,27 @@ fn scale(options: &JobOptions) -> String {
     }
 }
 
+/// The filters that make the input's frames the output's: the picture
+/// chain around the scale.
+pub fn picture_chain(options: &JobOptions, picture: &Picture) -> String {
+    picture.filters(&scale(options))
+}
+
+/// The size [`picture_chain`] gives a `width`×`height` input (as ffmpeg's
+/// `scale` rounds: the derived side to the even number nearest the aspect).
+pub fn output_size(options: &JobOptions, width: u32, height: u32) -> (u32, u32) {
+    match options.height {
+        Some(h) => {
+            let w = (u64::from(h) * u64::from(width)) as f64 / (2 * u64::from(height.max(1))) as f64;
+            ((w.round() as u32 * 2).max(2), h)
+        }
+        None => (width / 2 * 2, height / 2 * 2),
+    }
+}
+
 fn video(media: &Media<'_>) -> Vec<String> {
     let mut args = strings(&["-map", "0:v:0", "-sn", "-dn", "-map_metadata", "-1"]);
-    args.extend(["-vf".into(), media.picture.filters(&scale(media.options)), "-pix_fmt".into(), "yuv420p".into()]);
+    args.extend(["-vf".into(), picture_chain(media.options, media.picture), "-pix_fmt".into(), "yuv420p".into()]);
     args.extend(strings(&OUTPUT_TAGS));
     if media.threads > 0 {
         args.extend(["-filter_threads".into(), media.threads.to_string()]);

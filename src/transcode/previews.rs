@@ -1,7 +1,8 @@
 //! The poster and the storyboard of a finished output.
 //!
-//! Both come from the output's keyframes only: ffprobe lists the packets
-//! (no decoding), and one ffmpeg decodes just the keyframes and writes the
+//! Both come from the output's keyframes only: its packets are listed (no
+//! decoding; from an MP4's sample tables in-process, else by ffprobe), and
+//! one ffmpeg decodes just the keyframes on one thread and writes the
 //! poster at full size and the sprite of thumbnails. For H.264 the decoder
 //! itself skips the other frames (`-skip_frame nokey`); the VP9 decoder
 //! ignores that, so for VP9 a stream copy first keeps only the keyframe
@@ -36,10 +37,32 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// Copies only the keyframes of `output`'s video into `keys` (Matroska).
-pub fn keyframes_args(output: &Path, keys: &Path) -> Vec<String> {
-    let mut args = strings(&["-hide_banner", "-nostdin", "-y", "-protocol_whitelist", "file", "-i"]);
-    args.push(output.display().to_string());
+/// The file the previews are made from: the output, or the input (its
+/// demuxer forced, and the picture chain that makes its frames the
+/// output's: tone mapping, matrix, scale).
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub path: &'a Path,
+    pub demuxer: Option<&'a str>,
+    pub chain: Option<&'a str>,
+}
+
+impl Source<'_> {
+    fn input(&self) -> Vec<String> {
+        let mut args = match self.demuxer {
+            Some(d) => super::input_restrictions(d),
+            None => strings(&["-protocol_whitelist", "file"]),
+        };
+        args.push("-i".into());
+        args.push(self.path.display().to_string());
+        args
+    }
+}
+
+/// Copies only the keyframes of the source's video into `keys` (Matroska).
+pub fn keyframes_args(source: &Source<'_>, keys: &Path) -> Vec<String> {
+    let mut args = strings(&["-hide_banner", "-nostdin", "-y"]);
+    args.extend(source.input());
     args.extend(strings(&["-map", "0:v:0", "-c", "copy", "-bsf:v", "noise=drop=not(key)", "-f", "matroska"]));
     args.push(keys.display().to_string());
     args
@@ -108,23 +131,23 @@ impl Storyboard {
         })
     }
 
-    /// One decode of the keyframes of `input` (the output itself with
-    /// `skip_nokey`, for H.264; else a file of its keyframes alone): the
-    /// poster at full size and the sprite. Frames are picked by their times
-    /// (`-copyts`: the times ffprobe lists).
-    pub fn args(&self, input: &Path, skip_nokey: bool, poster: &Path, sprite: &Path) -> Vec<String> {
+    /// One decode of the keyframes of `source` (with `skip_nokey`, for
+    /// H.264 and HEVC; else a file of its keyframes alone): the poster at
+    /// full size and the sprite. Frames are picked by their times
+    /// (`-copyts`: the times the packet listing gives).
+    pub fn args(&self, source: &Source<'_>, skip_nokey: bool, poster: &Path, sprite: &Path) -> Vec<String> {
         // One thread: a few keyframes decode faster than frame threads start.
         let mut args =
             strings(&["-hide_banner", "-nostdin", "-y", "-threads", "1", "-filter_complex_threads", "1", "-copyts"]);
         if skip_nokey {
             args.extend(strings(&["-skip_frame", "nokey"]));
         }
-        args.extend(strings(&["-protocol_whitelist", "file", "-i"]));
-        args.push(input.display().to_string());
+        args.extend(source.input());
         let at = |i: usize| format!("lt(abs(t-{:.6})\\,0.0005)", self.keyframes[i]);
         let picks: Vec<String> = self.picks.iter().map(|&i| at(i)).collect();
+        let chain = source.chain.map(|c| format!("{c},")).unwrap_or_default();
         let graph = format!(
-            "[0:v:0]split=2[a][b];[a]select='{}'[poster];[b]select='{}',scale={}:{},tile={}x{}[sprite]",
+            "[0:v:0]{chain}split=2[a][b];[a]select='{}'[poster];[b]select='{}',scale={}:{},tile={}x{}[sprite]",
             at(self.poster),
             picks.join("+"),
             self.thumb_width,
@@ -201,7 +224,8 @@ mod tests {
     #[test]
     fn the_graph_picks_the_poster_and_the_thumbnails_by_time() {
         let sb = Storyboard::plan(&[0.0, 10.0, 20.0], 24.0, 640, 480).unwrap();
-        let args = sb.args(Path::new("/s/out.mp4"), true, Path::new("/s/poster.jpg"), Path::new("/s/storyboard.jpg"));
+        let output = Source { path: Path::new("/s/out.mp4"), demuxer: None, chain: None };
+        let args = sb.args(&output, true, Path::new("/s/poster.jpg"), Path::new("/s/storyboard.jpg"));
         let joined = args.join(" ");
         assert!(
             joined.contains(
@@ -218,6 +242,12 @@ mod tests {
             at("20.000000")
         );
         assert!(joined.contains(&graph), "{joined}");
-        assert!(!sb.args(Path::new("/k.mkv"), false, Path::new("/p"), Path::new("/s")).contains(&"nokey".to_string()));
+        let keys = Source { path: Path::new("/k.mkv"), demuxer: None, chain: None };
+        assert!(!sb.args(&keys, false, Path::new("/p"), Path::new("/s")).contains(&"nokey".to_string()));
+        // From the input: its demuxer forced, its frames made the output's first.
+        let input = Source { path: Path::new("/s/in"), demuxer: Some("mov"), chain: Some("scale=-2:360") };
+        let joined = sb.args(&input, true, Path::new("/p"), Path::new("/s")).join(" ");
+        assert!(joined.contains("-f mov -i /s/in"), "{joined}");
+        assert!(joined.contains("[0:v:0]scale=-2:360,split=2[a][b]"), "{joined}");
     }
 }

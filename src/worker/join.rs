@@ -121,6 +121,6 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, Tas
     run.ffmpeg(args, dir, run.stop.clone(), Quiet).await?;
     let encode_ms = ms_since(t1);
     let t2 = Instant::now();
-    let info = store_output(run, &output).await?;
+    let info = store_output(run, &output, None).await?;
     Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: ms_since(t2) }))
 }

@@ -177,7 +177,7 @@ async fn store(
     if format == OutputFormat::Hls {
         tokio::fs::write(dir.join("master.m3u8"), manifest::master_playlist(&measured)).await?;
     }
-    let (stored, previews) = tokio::join!(uploads.store(run, true), super::previews::store(run, &top_file, true));
+    let (stored, previews) = tokio::join!(uploads.store(run, true), super::previews::store(run, None, &top_file, true));
     stored?;
     previews?;
     // The top rendition as a single file would be described; DASH keeps

@@ -1,40 +1,122 @@
-//! The poster and storyboard of a finished output, made from its
-//! keyframes beside the output's probe and upload (see `transcode::previews`).
+//! The poster and storyboard of a job (see `transcode::previews`): made
+//! from the input's keyframes while the input encodes, when those are as
+//! dense as the output's would be and the frames need no deinterlacing;
+//! else from the finished output's keyframes, beside its upload.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::common::{JobError, Quiet, Run};
+use crate::domain::picture::Picture;
+use crate::domain::Container;
 use crate::storage::output_file_key;
-use crate::transcode::previews::{self, Storyboard, POSTER, STORYBOARD_CUES, STORYBOARD_IMAGE};
-use crate::transcode::{self, TranscodeError};
+use crate::transcode::previews::{self, Source, Storyboard, POSTER, STORYBOARD_CUES, STORYBOARD_IMAGE};
+use crate::transcode::{self, MediaInfo, TranscodeError};
 
-/// Makes the three files from the local `output` and stores them in the
-/// job's output folder. `h264`: its decoder can skip the non-keyframes
-/// itself (else a copy of the keyframes is decoded).
-pub async fn store(run: &Run<'_>, output: &Path, h264: bool) -> Result<(), JobError> {
-    let dir = output.parent().unwrap_or(Path::new("."));
-    let packets = transcode::video_packets(output, None).await?;
-    let (source, keyframes) = if h264 {
-        (output.to_path_buf(), packets.keyframes.clone())
-    } else {
-        let keys = dir.join("keyframes.mkv");
-        run.ffmpeg(previews::keyframes_args(output, &keys), dir, run.stop.clone(), Quiet).await?;
-        let copied = transcode::video_packets(&keys, Some("matroska")).await?;
-        (keys, copied.keyframes)
+/// The widest keyframe spacing taken from an input: x264's default GOP
+/// (250 frames) at 25 fps, what an output's thumbnails would be apart.
+const MAX_INPUT_KEYFRAME_GAP: f64 = 10.0;
+
+/// A folder holding the three files, made and not yet stored.
+#[derive(Debug)]
+pub struct Made(PathBuf);
+
+/// Decoders that skip non-keyframes themselves (`-skip_frame nokey`); for
+/// the others a copy of the keyframe packets is decoded.
+fn skips_to_keyframes(codec: &str) -> bool {
+    matches!(codec, "h264" | "hevc")
+}
+
+/// Makes the three files from the input in `dir`, when it can stand for
+/// the output there: `None` (and the output is used once encoded) when its
+/// keyframes are sparser than [`MAX_INPUT_KEYFRAME_GAP`] (or a hundredth of
+/// its duration), when it needs deinterlacing, or when anything fails.
+pub async fn from_input(
+    run: &Run<'_>,
+    container: Container,
+    input: &Path,
+    info: &MediaInfo,
+    picture: &Picture,
+    dir: &Path,
+) -> Option<Made> {
+    if picture.deinterlace {
+        return None;
+    }
+    let chain = transcode::picture_chain(run.options, picture);
+    let source = Source { path: input, demuxer: Some(container.demuxer()), chain: Some(&chain) };
+    let (width, height) = transcode::output_size(run.options, info.width, info.height);
+    let dense = |keyframes: &[f64], end: f64| {
+        let gap = MAX_INPUT_KEYFRAME_GAP.max(end / previews::MAX_THUMBNAILS as f64);
+        keyframes.windows(2).all(|w| w[1] - w[0] <= gap) && keyframes.last().is_some_and(|&last| end - last <= gap)
     };
-    let board = Storyboard::plan(&keyframes, packets.end(), packets.width, packets.height)
-        .ok_or_else(|| TranscodeError::InvalidMedia("the output has no keyframes".into()))?;
-    let (poster, sprite, cues) = (dir.join(POSTER), dir.join(STORYBOARD_IMAGE), dir.join(STORYBOARD_CUES));
-    run.ffmpeg(board.args(&source, h264, &poster, &sprite), dir, run.stop.clone(), Quiet).await?;
-    tokio::fs::write(&cues, board.vtt()).await?;
+    let made = make(run, &source, skips_to_keyframes(&info.video_codec), Some((width, height)), dir, dense).await;
+    match made {
+        Ok(true) => Some(Made(dir.to_path_buf())),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::info!(error = %e, "previews from the input failed; they will be made from the output");
+            None
+        }
+    }
+}
+
+/// Stores the three files made from the input, or makes them from the
+/// local `output` (`h264`: its decoder skips non-keyframes) and stores them.
+pub async fn store(run: &Run<'_>, made: Option<Made>, output: &Path, h264: bool) -> Result<(), JobError> {
+    let dir = match made {
+        Some(Made(dir)) => dir,
+        None => {
+            let dir = output.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let source = Source { path: output, demuxer: None, chain: None };
+            make(run, &source, h264, None, &dir, |_, _| true).await?;
+            dir
+        }
+    };
     let storage = &run.ctx.storage;
-    let put = |name: &'static str, path: std::path::PathBuf| async move {
-        let content_type = previews::content_type(name).expect("one of the three files");
-        storage.put_file(&output_file_key(run.client, run.id, name), &path, content_type).await
+    let put = |name: &'static str| {
+        let path = dir.join(name);
+        async move {
+            let content_type = previews::content_type(name).expect("one of the three files");
+            storage.put_file(&output_file_key(run.client, run.id, name), &path, content_type).await
+        }
     };
-    let (a, b, c) = tokio::join!(put(POSTER, poster), put(STORYBOARD_IMAGE, sprite), put(STORYBOARD_CUES, cues));
+    let (a, b, c) = tokio::join!(put(POSTER), put(STORYBOARD_IMAGE), put(STORYBOARD_CUES));
     a?;
     b?;
     c?;
     Ok(())
+}
+
+/// Lists the source's keyframes and, when `usable(keyframes, end)`, writes
+/// the poster, the sprite and the cues into `dir` (`size`: the frames'
+/// size after the source's chain, when it is not the file's own); whether
+/// it did.
+async fn make(
+    run: &Run<'_>,
+    source: &Source<'_>,
+    skip_nokey: bool,
+    size: Option<(u32, u32)>,
+    dir: &Path,
+    usable: impl Fn(&[f64], f64) -> bool,
+) -> Result<bool, JobError> {
+    let packets = transcode::video_packets(source.path, source.demuxer).await?;
+    let (first, end) = (packets.times.first().copied().unwrap_or(0.0), packets.end());
+    let relative: Vec<f64> = packets.keyframes.iter().map(|t| t - first).collect();
+    if !usable(&relative, end - first) {
+        return Ok(false);
+    }
+    let keys = dir.join("keyframes.mkv");
+    let (decoded, keyframes) = if skip_nokey {
+        (*source, packets.keyframes.clone())
+    } else {
+        run.ffmpeg(previews::keyframes_args(source, &keys), dir, run.stop.clone(), Quiet).await?;
+        let copied = transcode::video_packets(&keys, Some("matroska")).await?;
+        (Source { path: &keys, demuxer: Some("matroska"), chain: source.chain }, copied.keyframes)
+    };
+    let (width, height) = size.unwrap_or((packets.width, packets.height));
+    let board = Storyboard::plan(&keyframes, end - first, width, height)
+        .ok_or_else(|| TranscodeError::InvalidMedia("the video has no keyframes".into()))?;
+    let (poster, sprite) = (dir.join(POSTER), dir.join(STORYBOARD_IMAGE));
+    run.ffmpeg(board.args(&decoded, skip_nokey, &poster, &sprite), dir, run.stop.clone(), Quiet).await?;
+    tokio::fs::write(dir.join(STORYBOARD_CUES), board.vtt()).await?;
+    Ok(true)
 }

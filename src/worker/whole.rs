@@ -189,18 +189,27 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
         }
         finished = Some(Err(TranscodeError::Cancelled));
     }
-    match finished {
-        Some(Err(TranscodeError::Cancelled)) if !run.stop.is_cancelled() => {
-            tracing::info!(?picture, "encoding with the input's picture chain");
-            let report = WholeProgress { duration: duration.clone() };
-            let args = transcode::whole_args(&media(&picture), &output);
-            run.ffmpeg(args, scratch.path(), run.stop.clone(), report).await?;
+    let encoding = async {
+        match finished {
+            Some(Err(TranscodeError::Cancelled)) if !run.stop.is_cancelled() => {
+                tracing::info!(?picture, "encoding with the input's picture chain");
+                let report = WholeProgress { duration: duration.clone() };
+                let args = transcode::whole_args(&media(&picture), &output);
+                run.ffmpeg(args, scratch.path(), run.stop.clone(), report).await
+            }
+            Some(finished) => finished,
+            None => encode.await,
         }
-        Some(finished) => finished?,
-        None => encode.await?,
-    }
+        .map_err(JobError::from)
+    };
+    // The poster and storyboard from the input's keyframes, beside the
+    // encode (an encode that fails stops them).
+    let previews = async {
+        Ok::<_, JobError>(super::previews::from_input(run, container, &input, &info, &picture, scratch.path()).await)
+    };
+    let ((), made) = tokio::try_join!(encoding, previews)?;
     phase.end("ffmpeg");
-    let info = store_output(run, &output).await?;
+    let info = store_output(run, &output, made).await?;
     phase.end("store");
     Ok(Next::Done(info))
 }
@@ -238,9 +247,14 @@ async fn record_input_color(run: &Run<'_>, info: &MediaInfo) -> Result<(), JobEr
     Ok(())
 }
 
-/// Uploads the output while it is probed and its poster and storyboard are
-/// made; the output's description. On failure nothing of it stays behind.
-pub async fn store_output(run: &Run<'_>, output: &std::path::Path) -> Result<OutputInfo, JobError> {
+/// Uploads the output while it is described, and its poster and storyboard
+/// (`made` from the input already, or now from the output); the output's
+/// description. On failure nothing of it stays behind.
+pub async fn store_output(
+    run: &Run<'_>,
+    output: &std::path::Path,
+    made: Option<super::previews::Made>,
+) -> Result<OutputInfo, JobError> {
     let format = run.options.format;
     let size = tokio::fs::metadata(output).await.map_err(StoreError::Io)?.len();
     let key = output_key(run.client, run.id, format);
@@ -248,7 +262,7 @@ pub async fn store_output(run: &Run<'_>, output: &std::path::Path) -> Result<Out
     let (probed, stored, previews) = tokio::join!(
         transcode::describe_output(output),
         run.ctx.storage.put_file(&key, output, format.content_type()),
-        super::previews::store(run, output, h264)
+        super::previews::store(run, made, output, h264)
     );
     let probed = probed.map_err(JobError::from).and_then(|p| previews.map(|()| p));
     if stored.is_err() || probed.is_err() {

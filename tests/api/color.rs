@@ -165,6 +165,17 @@ async fn hdr10_and_hlg_inputs_are_tone_mapped_to_tagged_8_bit_bt709_in_mp4_and_w
             let off = (luma - expected).abs() / expected;
             eprintln!("{transfer} → {format}: mean luma {luma:.1}, reference {expected:.1} ({:.1} %)", off * 100.0);
             assert!(off <= 0.15, "{transfer} {format}: mean luma {luma:.1} vs reference {expected:.1}");
+            // The poster (made from the input's keyframes while it encodes)
+            // is tone-mapped like the output.
+            let id = doc["id"].as_str().unwrap();
+            let poster = app.http.get(app.url(&format!("/video/download/{id}/poster.jpg"))).send().await.unwrap();
+            assert_eq!(poster.status(), 200);
+            let poster_file = app.dir.path().join(format!("poster-{transfer}-{format}.jpg"));
+            std::fs::write(&poster_file, poster.bytes().await.unwrap()).unwrap();
+            let poster_luma = mean_luma(&poster_file, "scale=out_range=tv,format=yuv420p");
+            let off = (poster_luma - expected).abs() / expected;
+            eprintln!("{transfer} → {format} poster: mean luma {poster_luma:.1} ({:.1} %)", off * 100.0);
+            assert!(off <= 0.15, "{transfer} {format}: poster's mean luma {poster_luma:.1} vs {expected:.1}");
             assert_eq!(doc["input"]["color"]["hdr"], true, "{doc}");
             assert_eq!(doc["output"]["color"]["hdr"], false);
             assert_color_matches(&doc["input"]["color"], &color_of(&clip));

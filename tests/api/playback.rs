@@ -157,6 +157,88 @@ async fn mp4_and_webm_jobs_have_a_poster_and_a_storyboard_that_play_links_serve_
     app.stop().await;
 }
 
+/// Keyframe times of a file's video, from 0.
+fn keyframe_times(path: &Path) -> Vec<f64> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut keys: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(",K"))
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect();
+    keys.sort_by(f64::total_cmp);
+    let first = keys.first().copied().unwrap_or(0.0);
+    keys.iter().map(|k| ((k - first) * 1000.0).round() / 1000.0).collect()
+}
+
+/// PSNR (dB) of a JPEG against the frame of `video` at `at` seconds.
+fn poster_psnr(poster: &Path, video: &Path, at: f64) -> f64 {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "info", "-nostdin", "-i"])
+        .arg(poster)
+        .args(["-ss", &format!("{at:.3}"), "-i"])
+        .arg(video)
+        .args(["-lavfi", "[0:v]scale=out_range=tv,format=yuv420p[a];[1:v]format=yuv420p[b];[a][b]psnr"])
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let average = log.lines().rev().find_map(|l| l.split("average:").nth(1)).unwrap_or_else(|| panic!("{log}"));
+    average.split_whitespace().next().unwrap().parse().unwrap_or(100.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previews_follow_the_inputs_keyframes_while_it_encodes_or_the_outputs_when_the_inputs_are_sparse() {
+    let app = spawn_app_with(|s| {
+        s.auth.keys.insert("key-alpha".into(), "alpha".into());
+        s.http.playback_secret = SECRET.into();
+    })
+    .await;
+    let mut sub = Subscriber::bind(&app.prefix, "alpha", "#").await;
+    // H.264 with a keyframe every second (dense: the input's are used), and
+    // with one keyframe in 24 s (sparse: the output's are used).
+    for (name, seconds, gop) in [("dense", 12, "25"), ("sparse", 24, "1000")] {
+        let clip = app.dir.path().join(format!("{name}.mp4"));
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size=640x360:rate=25:duration={seconds}"))
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", gop, "-sc_threshold", "0"])
+            .arg(&clip)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let doc = done(&app, &mut sub, &clip, "?height=180").await;
+        let id = doc["id"].as_str().unwrap();
+        let output_file = app.dir.path().join(format!("{name}-out.mp4"));
+        let output = app.http.get(app.url(&format!("/video/download/{id}"))).bearer_auth("key-alpha");
+        std::fs::write(&output_file, output.send().await.unwrap().bytes().await.unwrap()).unwrap();
+        let vtt = get(&app, doc["links"]["storyboard"].as_str().unwrap()).await.text().await.unwrap();
+        let starts: Vec<f64> = cues(&vtt).iter().map(|c| c.0).collect();
+        let (input_keys, output_keys) = (keyframe_times(&clip), keyframe_times(&output_file));
+        eprintln!("{name}: cues start at {starts:?}; input keyframes {input_keys:?}, output's {output_keys:?}");
+        assert_ne!(input_keys, output_keys, "{name}: the case tells nothing");
+        let expected = if name == "dense" { &input_keys } else { &output_keys };
+        assert_eq!(&starts, expected, "{name}: {vtt}");
+
+        // The poster is the output's frame at its time, at the output's size.
+        let poster = app.dir.path().join(format!("{name}-poster.jpg"));
+        std::fs::write(&poster, get(&app, doc["links"]["poster"].as_str().unwrap()).await.bytes().await.unwrap())
+            .unwrap();
+        assert_eq!(image_size(&poster), (320, 180), "{name}");
+        let at = *expected
+            .iter()
+            .min_by(|a, b| (**a - seconds as f64 / 3.0).abs().total_cmp(&(**b - seconds as f64 / 3.0).abs()))
+            .unwrap();
+        let (same, other) = (poster_psnr(&poster, &output_file, at), poster_psnr(&poster, &output_file, at + 0.52));
+        eprintln!("{name}: poster against the output at {at} s: {same:.1} dB, half a second later {other:.1} dB");
+        assert!(same >= 24.0 && same > other + 5.0, "{name}: {same:.1} dB at {at} s, {other:.1} dB later");
+    }
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_altered_expired_and_foreign_tokens_are_403_and_play_routes_answer_cors() {
     let app = spawn_app_with(|s| {
