@@ -14,4 +14,4 @@ pub use ids::{ClientId, JobId};
 pub use job::{ControlMessage, JobStatus, StatusDoc};
 pub use media::{Color, ErrorInfo, InputInfo, Links, OutputInfo, Rendition, Segments};
 pub use options::{Container, JobOptions, OptionError, OutputFormat, RUNGS};
-pub use plan::{JobRecord, PieceSpec, PlanState, TaskTiming};
+pub use plan::{InputVideo, JobRecord, PieceSpec, PlanState, TaskTiming};

@@ -123,6 +123,21 @@ pub struct PlanState {
     /// all of them); empty for a single file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub renditions: Vec<u32>,
+    /// The input's video, for the join to make the poster and storyboard
+    /// from its keyframes while it joins; `None` (then they come from the
+    /// joined output) in plans recorded without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_video: Option<InputVideo>,
+}
+
+/// What the previews need to know of the input's video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InputVideo {
+    pub container: super::Container,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// One task's wall time in milliseconds: copying in, ffmpeg (or the probe,

@@ -66,8 +66,38 @@ pub async fn join(run: &Run<'_>) -> Outcome {
 async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, TaskTiming), JobError> {
     let scratch = run.scratch()?;
     let started = Some(Utc::now());
-    let t0 = Instant::now();
     let dir = scratch.path();
+    // The poster and storyboard from the input (this worker's copy, kept
+    // from its pieces), beside the parts' copy and their concatenation.
+    let previews_dir = dir.join("previews");
+    let previews = async {
+        let video = plan.input_video.as_ref().filter(|_| !run.options.format.is_package())?;
+        tokio::fs::create_dir_all(&previews_dir).await.ok()?;
+        let input = run.fetch_input().await.ok()?;
+        super::previews::from_input(run, &input.path(), video, &plan.picture, &previews_dir).await
+    };
+    let (joined, made) = tokio::join!(concatenate(run, plan, dir), previews);
+    let (joined, fetch_ms, encode_ms) = joined?;
+    match joined {
+        Joined::Package(info) => Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: 0 })),
+        Joined::File(output) => {
+            let t2 = Instant::now();
+            let info = store_output(run, &output, made).await?;
+            Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: ms_since(t2) }))
+        }
+    }
+}
+
+/// What the concatenation gave: a file to store, or a package stored.
+enum Joined {
+    File(std::path::PathBuf),
+    Package(OutputInfo),
+}
+
+/// Copies the parts in and concatenates them; with the copy's and the
+/// concatenation's milliseconds.
+async fn concatenate(run: &Run<'_>, plan: &PlanState, dir: &std::path::Path) -> Result<(Joined, u64, u64), JobError> {
+    let t0 = Instant::now();
     let format = run.options.format;
     let prefix = work_prefix(run.client, run.id);
     let mut files = Vec::with_capacity(plan.pieces.len() + 1);
@@ -113,14 +143,10 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, Tas
     };
     if format.is_package() {
         let info = Box::pin(super::package::join(run, &list, audio, &plan.renditions, dir)).await?;
-        let encode_ms = ms_since(t1);
-        return Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: 0 }));
+        return Ok((Joined::Package(info), fetch_ms, ms_since(t1)));
     }
     let output = transcode::output_path(dir, format);
     let args = transcode::join_args(&list, audio, format, &output);
     run.ffmpeg(args, dir, run.stop.clone(), Quiet).await?;
-    let encode_ms = ms_since(t1);
-    let t2 = Instant::now();
-    let info = store_output(run, &output, None).await?;
-    Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: ms_since(t2) }))
+    Ok((Joined::File(output), fetch_ms, ms_since(t1)))
 }

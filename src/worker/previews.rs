@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::common::{JobError, Quiet, Run};
 use crate::domain::picture::Picture;
-use crate::domain::Container;
+use crate::domain::InputVideo;
 use crate::storage::output_file_key;
 use crate::transcode::previews::{self, Source, Storyboard, POSTER, STORYBOARD_CUES, STORYBOARD_IMAGE};
-use crate::transcode::{self, MediaInfo, TranscodeError};
+use crate::transcode::{self, TranscodeError};
 
 /// The widest keyframe spacing taken from an input: x264's default GOP
 /// (250 frames) at 25 fps, what an output's thumbnails would be apart.
@@ -32,9 +32,8 @@ fn skips_to_keyframes(codec: &str) -> bool {
 /// its duration), when it needs deinterlacing, or when anything fails.
 pub async fn from_input(
     run: &Run<'_>,
-    container: Container,
     input: &Path,
-    info: &MediaInfo,
+    video: &InputVideo,
     picture: &Picture,
     dir: &Path,
 ) -> Option<Made> {
@@ -42,13 +41,14 @@ pub async fn from_input(
         return None;
     }
     let chain = transcode::picture_chain(run.options, picture);
-    let source = Source { path: input, demuxer: Some(container.demuxer()), chain: Some(&chain) };
-    let (width, height) = transcode::output_size(run.options, info.width, info.height);
+    let source = Source { path: input, demuxer: Some(video.container.demuxer()), chain: Some(&chain) };
+    let (width, height) = transcode::output_size(run.options, video.width, video.height);
     let dense = |keyframes: &[f64], end: f64| {
-        let gap = MAX_INPUT_KEYFRAME_GAP.max(end / previews::MAX_THUMBNAILS as f64);
+        // (A millisecond over: times are sums of frame durations.)
+        let gap = MAX_INPUT_KEYFRAME_GAP.max(end / previews::MAX_THUMBNAILS as f64) + 0.001;
         keyframes.windows(2).all(|w| w[1] - w[0] <= gap) && keyframes.last().is_some_and(|&last| end - last <= gap)
     };
-    let made = make(run, &source, skips_to_keyframes(&info.video_codec), Some((width, height)), dir, dense).await;
+    let made = make(run, &source, skips_to_keyframes(&video.codec), Some((width, height)), dir, dense).await;
     match made {
         Ok(true) => Some(Made(dir.to_path_buf())),
         Ok(false) => None,
