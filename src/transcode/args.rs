@@ -170,39 +170,9 @@ pub fn audio_args(media: &Media<'_>, output: &Path) -> Vec<String> {
 /// packets line up with every other piece's (see [`AudioCut`]).
 pub fn audio_part_args(media: &Media<'_>, cut: &AudioCut, output: &Path) -> Vec<String> {
     let mut args = head(media, None);
-    args.extend(audio_part_output(media, cut, "0:a:0", output));
-    args
-}
-
-/// A piece and its range of the audio from one ffmpeg (one start, one
-/// process): the input opened twice, sought for the video ([`piece_args`])
-/// and from its start for the audio ([`audio_part_args`]).
-pub fn piece_with_audio_args(
-    media: &Media<'_>,
-    piece: &PieceSpec,
-    cut: &AudioCut,
-    output: &Path,
-    audio: &Path,
-) -> Vec<String> {
-    let mut args = piece_args(media, piece, output);
-    let mut second = threads(media.threads);
-    second.extend(input_restrictions(media.demuxer));
-    second.push("-i".into());
-    second.push(media.input.display().to_string());
-    // The second input goes after the first, before the first output's options.
-    let at = args.iter().position(|a| a == "-map").expect("an output follows the input");
-    args.splice(at..at, second);
-    args.extend(audio_part_output(media, cut, "1:a:0", audio));
-    args
-}
-
-/// The output options of a piece's range of the audio, from `stream`.
-fn audio_part_output(media: &Media<'_>, cut: &AudioCut, stream: &str, output: &Path) -> Vec<String> {
-    let mut args = Vec::new();
     let end = cut.end_sample.map(|e| format!(":end_sample={e}")).unwrap_or_default();
     let trim = format!("atrim=start_sample={}{end},asetpts=N/SR/TB", cut.first_sample);
-    args.extend(["-map".to_string(), stream.to_string()]);
-    args.extend(strings(&["-vn", "-sn", "-dn", "-map_metadata", "-1", "-af"]));
+    args.extend(strings(&["-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1", "-af"]));
     args.push(trim);
     args.extend(audio(OutputFormat::Mp4));
     args.extend(threads(media.threads));

@@ -23,7 +23,7 @@ mod probe;
 mod run;
 pub use args::{
     audio_args, audio_part_args, concat_list, ffmpeg_args, join_args, join_inputs, output_size, picture_chain,
-    piece_args, piece_with_audio_args, whole_args, JoinAudio, Media,
+    piece_args, whole_args, JoinAudio, Media,
 };
 pub use probe::{
     count_frames, describe_output, frame_times, interlaced, parse_probe, parse_video_packets, probe, video_packets,

@@ -56,9 +56,6 @@ pub(super) async fn encode_part(
     let output = scratch.path().join(part.file(format));
     match part {
         Part::Piece(piece) => {
-            let encoded = scratch.path().join("audio-part.adts");
-            // With its range of the audio in the same ffmpeg, for a single file.
-            let mut audio_alongside = false;
             let args = if format.is_package() {
                 let source = ladder::Source {
                     input: &input,
@@ -68,9 +65,6 @@ pub(super) async fn encode_part(
                     has_audio: false,
                 };
                 ladder::piece_args(&source, &ladder::rungs(renditions), piece.seek_seconds, piece.frames, &output)
-            } else if let Some((cut, _)) = &audio {
-                audio_alongside = true;
-                transcode::piece_with_audio_args(&media, piece, cut, &output, &encoded)
             } else {
                 transcode::piece_args(&media, piece, &output)
             };
@@ -87,10 +81,9 @@ pub(super) async fn encode_part(
                 .into());
             }
             if let Some((cut, _)) = &audio {
-                if !audio_alongside {
-                    let args = transcode::audio_part_args(&media, cut, &encoded);
-                    run.ffmpeg(args, scratch.path(), run.stop.clone(), Quiet).await?;
-                }
+                let encoded = scratch.path().join("audio-part.adts");
+                let args = transcode::audio_part_args(&media, cut, &encoded);
+                run.ffmpeg(args, scratch.path(), run.stop.clone(), Quiet).await?;
                 let packets = adts::cut(&tokio::fs::read(&encoded).await?, cut);
                 tokio::fs::write(scratch.path().join("audio-part.aac"), packets).await?;
             }
