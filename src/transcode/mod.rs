@@ -26,8 +26,8 @@ pub use args::{
     piece_args, whole_args, JoinAudio, Media,
 };
 pub use probe::{
-    count_frames, describe_output, frame_times, interlaced, parse_probe, parse_video_packets, probe, video_packets,
-    MediaInfo, VideoPackets,
+    count_frames, describe_output, interlaced, parse_probe, parse_video_packets, probe, video_packets, MediaInfo,
+    VideoPackets,
 };
 pub use run::{classify_failure, parse_clock, run_ffmpeg, Progress};
 
@@ -227,10 +227,10 @@ mod tests {
 
     #[test]
     fn packets_give_keyframes_size_and_end() {
-        let csv = "0.000000,K_\n0.080000,__\n0.040000,__\n10.000000,K_\n10.040000,__,\n640,360\n";
+        let csv = "0.000000,K_\n0.080000,__\n0.040000,__\n10.000000,K_\n10.040000,__,\n640,360,1/12800\n";
         let p = parse_video_packets(csv).unwrap();
         assert_eq!(p.keyframes, vec![0.0, 10.0]);
-        assert_eq!((p.width, p.height, p.times.len()), (640, 360, 5));
+        assert_eq!((p.width, p.height, p.times.len(), p.ticks_per_second), (640, 360, 5, Some(12800.0)));
         assert!((p.end() - 10.08).abs() < 1e-9);
         assert!(parse_video_packets("0.0,K_\n").is_none(), "no stream size");
     }

@@ -334,7 +334,7 @@ fn read_video(trak: &[u8], mdia: &[u8]) -> Option<VideoPackets> {
     let mut keyframes = keyframes;
     times.sort_by(f64::total_cmp);
     keyframes.sort_by(f64::total_cmp);
-    Some(VideoPackets { times, keyframes, width, height })
+    Some(VideoPackets { times, keyframes, width, height, ticks_per_second: Some(f64::from(timescale)) })
 }
 
 /// The first sample entry's coded width and height (a visual sample entry:
@@ -383,7 +383,7 @@ mod tests {
     fn ffprobe(path: &Path) -> VideoPackets {
         let out = Command::new("ffprobe")
             .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-            .args(["packet=pts_time,flags:stream=width,height", "-of", "csv=p=0"])
+            .args(["packet=pts_time,flags:stream=width,height,time_base", "-of", "csv=p=0"])
             .arg(path)
             .output()
             .unwrap();
@@ -394,6 +394,7 @@ mod tests {
         let ours = video_packets(path).unwrap_or_else(|| panic!("{} not read", path.display()));
         let reference = ffprobe(path);
         assert_eq!((ours.width, ours.height), (reference.width, reference.height), "{}", path.display());
+        assert_eq!(ours.ticks_per_second, reference.ticks_per_second, "{}", path.display());
         assert_eq!(ours.times.len(), reference.times.len(), "{}", path.display());
         assert_eq!(ours.keyframes.len(), reference.keyframes.len(), "{}", path.display());
         for (a, b) in ours.times.iter().zip(&reference.times).chain(ours.keyframes.iter().zip(&reference.keyframes)) {

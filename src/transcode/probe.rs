@@ -174,25 +174,6 @@ pub async fn describe_output(path: &Path) -> Result<MediaInfo, TranscodeError> {
     }
 }
 
-/// The presentation times (seconds) of the first video stream's frames,
-/// read from its packets (no decoding), in presentation order.
-pub async fn frame_times(path: &Path, demuxer: &str) -> Result<Vec<f64>, TranscodeError> {
-    if demuxer == "mov" {
-        if let Some(packets) = mp4_packets(path).await {
-            return Ok(packets.times);
-        }
-    }
-    let query = ["-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"];
-    let out = run_ffprobe(path, Some(demuxer), &query).await?;
-    let mut times: Vec<f64> =
-        String::from_utf8_lossy(&out).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    if times.is_empty() {
-        return Err(TranscodeError::InvalidMedia("input has no video frames".into()));
-    }
-    Ok(times)
-}
-
 /// A video stream read from its packets (no decoding): every presentation
 /// time in order, the keyframes' times, and the frame size.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +182,8 @@ pub struct VideoPackets {
     pub keyframes: Vec<f64>,
     pub width: u32,
     pub height: u32,
+    /// Ticks per second of the stream's time base, when known.
+    pub ticks_per_second: Option<f64>,
 }
 
 impl VideoPackets {
@@ -214,14 +197,18 @@ impl VideoPackets {
     }
 }
 
-/// Parses `packet=pts_time,flags:stream=width,height` in ffprobe's CSV.
+/// Parses `packet=pts_time,flags:stream=width,height,time_base` in
+/// ffprobe's CSV.
 pub fn parse_video_packets(csv: &str) -> Option<VideoPackets> {
-    let (mut times, mut keyframes, mut size) = (Vec::new(), Vec::new(), None);
+    let (mut times, mut keyframes, mut size, mut ticks_per_second) = (Vec::new(), Vec::new(), None, None);
     for line in csv.lines() {
         let mut fields = line.trim().trim_end_matches(',').split(',');
         let (Some(a), Some(b)) = (fields.next(), fields.next()) else { continue };
         match (a.parse::<u32>(), b.parse::<u32>()) {
-            (Ok(w), Ok(h)) => size = Some((w, h)),
+            (Ok(w), Ok(h)) => {
+                size = Some((w, h));
+                ticks_per_second = fields.next().and_then(|tb| rational(tb)).filter(|t| *t > 0.0).map(|t| 1.0 / t);
+            }
             _ => {
                 let Ok(t) = a.parse::<f64>() else { continue };
                 times.push(t);
@@ -235,7 +222,7 @@ pub fn parse_video_packets(csv: &str) -> Option<VideoPackets> {
     sort(&mut times);
     sort(&mut keyframes);
     let (width, height) = size?;
-    Some(VideoPackets { times, keyframes, width, height })
+    Some(VideoPackets { times, keyframes, width, height, ticks_per_second })
 }
 
 /// The packets of a file's first video stream.
@@ -245,8 +232,14 @@ pub async fn video_packets(path: &Path, demuxer: Option<&str>) -> Result<VideoPa
             return Ok(packets);
         }
     }
-    let query =
-        ["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags:stream=width,height", "-of", "csv=p=0"];
+    let query = [
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=pts_time,flags:stream=width,height,time_base",
+        "-of",
+        "csv=p=0",
+    ];
     let out = run_ffprobe(path, demuxer, &query).await?;
     parse_video_packets(&String::from_utf8_lossy(&out))
         .filter(|p| !p.keyframes.is_empty())

@@ -56,14 +56,19 @@ pub async fn plan(
     fetch_ms: u64,
     probing: Instant,
 ) -> Result<bool, JobError> {
-    let times = transcode::frame_times(input, container.demuxer()).await?;
+    let packets = transcode::video_packets(input, Some(container.demuxer())).await?;
+    // Pieces that start on a keyframe are sought to it exactly, where `-ss`
+    // (in microseconds) can name the stream's ticks.
+    let exact = packets.ticks_per_second.is_some_and(|t| t < 1e6);
+    let keyframes = if exact { packets.keyframes.as_slice() } else { &[] };
+    let times = &packets.times;
     let format = run.options.format;
     let mut length = run.ctx.settings.segment_seconds;
     if format.is_package() {
         // Pieces of whole segments: their joins are segment boundaries.
         length = length.div_ceil(u64::from(SEGMENT_SECONDS)).max(1) * u64::from(SEGMENT_SECONDS);
     }
-    let pieces = crate::domain::plan::split(&times, info.start_seconds, length as f64);
+    let pieces = crate::domain::plan::split(times, keyframes, info.start_seconds, length as f64);
     if pieces.len() < 2 {
         return Ok(false);
     }

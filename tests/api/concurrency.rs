@@ -23,7 +23,7 @@ async fn planned_job(jobs: &Jobs, client: &ClientId) -> JobId {
     assert!(jobs.create(client, &doc).await.is_err());
     doc.start_attempt(Utc::now());
     let times: Vec<f64> = (0..PIECES * 25).map(|i| i as f64 / 25.0).collect();
-    let plan = PlanState::new(split(&times, 0.0, 1.0), false);
+    let plan = PlanState::new(split(&times, &[], 0.0, 1.0), false);
     assert_eq!(plan.pieces.len(), PIECES);
     jobs.update(client, doc.id, |r| {
         r.doc.start_attempt(Utc::now());

@@ -65,14 +65,21 @@ async fn done(app: &TestApp, sub: &mut Subscriber, clip: &Path, query: &str) -> 
     status.json().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mp4_and_webm_jobs_have_a_poster_and_a_storyboard_that_play_links_serve_without_a_key() {
+/// An app with client `alpha`'s key and the playback secret, and a
+/// subscriber to alpha's events.
+async fn alpha_app() -> (TestApp, Subscriber) {
     let app = spawn_app_with(|s| {
         s.auth.keys.insert("key-alpha".into(), "alpha".into());
         s.http.playback_secret = SECRET.into();
     })
     .await;
-    let mut sub = Subscriber::bind(&app.prefix, "alpha", "#").await;
+    let sub = Subscriber::bind(&app.prefix, "alpha", "#").await;
+    (app, sub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mp4_and_webm_jobs_have_a_poster_and_a_storyboard_that_play_links_serve_without_a_key() {
+    let (app, mut sub) = alpha_app().await;
     let clip = Clip { seconds: 12, width: 480, height: 270, audio: true }.make(app.dir.path(), "clip.mp4");
     for format in ["mp4", "webm"] {
         let doc = done(&app, &mut sub, &clip, &format!("?format={format}")).await;
@@ -192,12 +199,7 @@ fn poster_psnr(poster: &Path, video: &Path, at: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn previews_follow_the_inputs_keyframes_while_it_encodes_or_the_outputs_when_the_inputs_are_sparse() {
-    let app = spawn_app_with(|s| {
-        s.auth.keys.insert("key-alpha".into(), "alpha".into());
-        s.http.playback_secret = SECRET.into();
-    })
-    .await;
-    let mut sub = Subscriber::bind(&app.prefix, "alpha", "#").await;
+    let (app, mut sub) = alpha_app().await;
     // H.264 with a keyframe every second (dense: the input's are used), and
     // with one keyframe in 24 s (sparse: the output's are used).
     for (name, seconds, gop) in [("dense", 12, "25"), ("sparse", 24, "1000")] {

@@ -231,6 +231,21 @@ async fn split_job_is_frame_exact(format: &str) {
         .map(|e| e.body["data"]["progress-percent"].as_u64().unwrap())
         .collect();
     assert!(progress.windows(2).all(|w| w[0] < w[1]), "progress events went down: {progress:?}");
+    // The source (MPEG-4, a keyframe every 12 frames) has one at 12 s,
+    // where a piece starts: that piece is sought to its first frame itself,
+    // the others halfway to the frame before theirs. Both kinds are checked
+    // frame by frame below.
+    let record: Value = app.storage.get_json(&format!("jobs/default/{id}.json")).await.unwrap().unwrap();
+    let seeks: Vec<(u64, f64)> = record["x-plan"]["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["start_frame"].as_u64().unwrap(), p["seek_seconds"].as_f64().unwrap()))
+        .collect();
+    let on_frame = |(frame, seek): &(u64, f64)| (seek - *frame as f64 / 25.0).abs() < 1e-6;
+    let halfway = |(frame, seek): &(u64, f64)| (seek - (*frame as f64 - 0.5) / 25.0).abs() < 1e-6;
+    assert!(seeks.iter().any(|s| s.0 == 300 && on_frame(s)), "{seeks:?}");
+    assert!(seeks.iter().filter(|s| s.0 > 0 && s.0 != 300).all(halfway), "{seeks:?}");
     let output = download(&app, &id, &format!("out.{format}")).await;
     assert_frame_exact(&output, &source, app.dir.path());
     assert_eq!(app.keys(&format!("work/default/{id}/")).await, Vec::<String>::new());
