@@ -153,8 +153,10 @@ impl Report {
             let _ = writeln!(
                 md,
                 "Where the service's time goes, per job (from its `transcoder_job_phase_seconds` histogram): \
-                 the input copy out of the store (fetch), the input probe, ffmpeg itself, the output probe and upload \
-                 (store), and the rest (hand-off from the API to the worker, status writes and events). \
+                 the input copy out of the store (fetch), the input probe (beside ffmpeg's start), ffmpeg itself (and \
+                 beside it the poster and storyboard, from the input's keyframes), the output's description (read from \
+                 its MP4 boxes) and its upload with the three preview files (store), and the rest (hand-off from the \
+                 API to the worker, status writes and events). The fixed cost per job is fetch + store + rest. \
                  \"ffmpeg in service / bare\" compares ffmpeg's run inside the service with the bare run of the same pair. \
                  CPU during the job: the service process itself, its ffmpeg/ffprobe children, the RabbitMQ node, and the \
                  benchmark process (the store and the subscriber); the broker's CPU during the bare runs for comparison.\n"

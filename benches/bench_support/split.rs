@@ -222,9 +222,10 @@ fn scaling_section(results: &[Pair], serials: &[Serial], pairs: usize, contentio
     let _ = writeln!(
         md,
         "The split job's parts, from its record (`x-plan.timings`, medians over the pairs): the plan (input copy, \
-         probe and frame listing), the audio when one task encodes it whole (webm; for mp4 each piece encodes \
+         probe and frame listing, in-process for MP4), the audio when one task encodes it whole (webm; for mp4 each piece encodes \
          its own range of the AAC audio, inside the piece encodes, and this is 0), the join (pieces and audio \
-         copied in, concatenated, output probed and stored), and the transfers of the {count} pieces (each \
+         copied in, concatenated, output described and stored; the poster and storyboard made from the input's \
+         keyframes meanwhile), and the transfers of the {count} pieces (each \
          copies the input, or reuses the copy its worker already has, and stores its piece).\n"
     );
     let _ = writeln!(
