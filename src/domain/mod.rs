@@ -7,6 +7,7 @@ mod job;
 mod media;
 mod options;
 pub mod picture;
+mod pieces;
 pub mod plan;
 pub mod schema;
 

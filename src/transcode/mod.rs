@@ -125,6 +125,16 @@ pub(crate) fn input_restrictions(demuxer: &str) -> Vec<String> {
         .collect()
 }
 
+/// Input options for a local file: [`input_restrictions`] for a demuxer
+/// forced from the sniffed container, else local files only (a file the
+/// service wrote itself).
+pub(crate) fn local_input(demuxer: Option<&str>) -> Vec<String> {
+    match demuxer {
+        Some(d) => input_restrictions(d),
+        None => vec!["-protocol_whitelist".into(), "file".into()],
+    }
+}
+
 /// Drops ffmpeg's `[level]` prefix and any local path from a log line.
 fn tidy(line: &str) -> String {
     let line = line.trim();

@@ -1,15 +1,17 @@
-//! The poster and the storyboard of a finished output.
+//! The poster and the storyboard of a job.
 //!
-//! Both come from the output's keyframes only: its packets are listed (no
+//! Both come from keyframes only, of the input (through the output's
+//! picture chain) or of the finished output: the packets are listed (no
 //! decoding; from an MP4's sample tables in-process, else by ffprobe), and
 //! one ffmpeg decodes just the keyframes on one thread and writes the
-//! poster at full size and the sprite of thumbnails. For H.264 the decoder
-//! itself skips the other frames (`-skip_frame nokey`); the VP9 decoder
-//! ignores that, so for VP9 a stream copy first keeps only the keyframe
-//! packets (the `noise` bitstream filter drops the others). The cost is a
-//! fraction of a second however long the video, and it runs beside the
-//! output's probe and upload; the thumbnails' spacing is the output's
-//! keyframe spacing (at most [`MAX_THUMBNAILS`] of them, evenly thinned).
+//! poster at full size and the sprite of thumbnails. For H.264 and HEVC the
+//! decoder itself skips the other frames (`-skip_frame nokey`); other
+//! decoders (VP9's among them) ignore that, so a stream copy first keeps
+//! only the keyframe packets (the `noise` bitstream filter drops the
+//! others). The cost is a fraction of a second however long the video, and
+//! it runs beside the encode (or the output's upload); the thumbnails'
+//! spacing is that of the keyframes used (at most [`MAX_THUMBNAILS`] of
+//! them, evenly thinned).
 
 use std::path::Path;
 
@@ -49,10 +51,7 @@ pub struct Source<'a> {
 
 impl Source<'_> {
     fn input(&self) -> Vec<String> {
-        let mut args = match self.demuxer {
-            Some(d) => super::input_restrictions(d),
-            None => strings(&["-protocol_whitelist", "file"]),
-        };
+        let mut args = super::local_input(self.demuxer);
         args.push("-i".into());
         args.push(self.path.display().to_string());
         args

@@ -128,13 +128,7 @@ fn rational(value: &str) -> Option<f64> {
 /// ffprobe on a local file, with the demuxer forced when given.
 fn ffprobe(path: &Path, demuxer: Option<&str>, query: &[&str]) -> Command {
     let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error"])
-        .args(match demuxer {
-            Some(d) => input_restrictions(d),
-            None => vec!["-protocol_whitelist".into(), "file".into()],
-        })
-        .args(query)
-        .arg(path);
+    cmd.args(["-v", "error"]).args(super::local_input(demuxer)).args(query).arg(path);
     cmd
 }
 
@@ -207,7 +201,7 @@ pub fn parse_video_packets(csv: &str) -> Option<VideoPackets> {
         match (a.parse::<u32>(), b.parse::<u32>()) {
             (Ok(w), Ok(h)) => {
                 size = Some((w, h));
-                ticks_per_second = fields.next().and_then(|tb| rational(tb)).filter(|t| *t > 0.0).map(|t| 1.0 / t);
+                ticks_per_second = fields.next().and_then(rational).filter(|t| *t > 0.0).map(|t| 1.0 / t);
             }
             _ => {
                 let Ok(t) = a.parse::<f64>() else { continue };

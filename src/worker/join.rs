@@ -79,7 +79,7 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, Tas
     let (joined, made) = tokio::join!(concatenate(run, plan, dir), previews);
     let (joined, fetch_ms, encode_ms) = joined?;
     match joined {
-        Joined::Package(info) => Ok((info, TaskTiming { started, fetch_ms, encode_ms, store_ms: 0 })),
+        Joined::Package(info) => Ok((*info, TaskTiming { started, fetch_ms, encode_ms, store_ms: 0 })),
         Joined::File(output) => {
             let t2 = Instant::now();
             let info = store_output(run, &output, made).await?;
@@ -91,7 +91,7 @@ async fn join_pieces(run: &Run<'_>, plan: &PlanState) -> Result<(OutputInfo, Tas
 /// What the concatenation gave: a file to store, or a package stored.
 enum Joined {
     File(std::path::PathBuf),
-    Package(OutputInfo),
+    Package(Box<OutputInfo>),
 }
 
 /// Copies the parts in and concatenates them; with the copy's and the
@@ -143,7 +143,7 @@ async fn concatenate(run: &Run<'_>, plan: &PlanState, dir: &std::path::Path) -> 
     };
     if format.is_package() {
         let info = Box::pin(super::package::join(run, &list, audio, &plan.renditions, dir)).await?;
-        return Ok((Joined::Package(info), fetch_ms, ms_since(t1)));
+        return Ok((Joined::Package(Box::new(info)), fetch_ms, ms_since(t1)));
     }
     let output = transcode::output_path(dir, format);
     let args = transcode::join_args(&list, audio, format, &output);

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::common::{JobError, Quiet, Run};
 use crate::domain::picture::Picture;
-use crate::domain::InputVideo;
+use crate::domain::{Container, InputVideo};
 use crate::storage::output_file_key;
 use crate::transcode::previews::{self, Source, Storyboard, POSTER, STORYBOARD_CUES, STORYBOARD_IMAGE};
-use crate::transcode::{self, TranscodeError};
+use crate::transcode::{self, MediaInfo, TranscodeError};
 
 /// The widest keyframe spacing taken from an input: x264's default GOP
 /// (250 frames) at 25 fps, what an output's thumbnails would be apart.
@@ -24,6 +24,11 @@ pub struct Made(PathBuf);
 /// the others a copy of the keyframe packets is decoded.
 fn skips_to_keyframes(codec: &str) -> bool {
     matches!(codec, "h264" | "hevc")
+}
+
+/// What the previews need of the probed input.
+pub fn input_video(container: Container, info: &MediaInfo) -> InputVideo {
+    InputVideo { container, codec: info.video_codec.clone(), width: info.width, height: info.height }
 }
 
 /// Makes the three files from the input in `dir`, when it can stand for

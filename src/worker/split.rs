@@ -13,7 +13,7 @@ use super::common::{JobError, Outcome, Run};
 use super::encode::{encode_part, progress_due, throttled_sync};
 use super::measure::ms_since;
 use crate::domain::picture::Picture;
-use crate::domain::{Container, InputVideo, JobRecord, OutputFormat, PieceSpec, PlanState, TaskTiming};
+use crate::domain::{Container, JobRecord, OutputFormat, PieceSpec, PlanState, TaskTiming};
 use crate::queue::tasks::{Task, JOIN_PRIORITY};
 use crate::storage::work_prefix;
 use crate::transcode::ladder::{self, SEGMENT_SECONDS};
@@ -84,8 +84,7 @@ pub async fn plan(
         plan.renditions = rungs.iter().map(|r| r.height).collect();
     }
     plan.picture = picture.clone();
-    plan.input_video =
-        Some(InputVideo { container, codec: info.video_codec.clone(), width: info.width, height: info.height });
+    plan.input_video = Some(super::previews::input_video(container, info));
     let encode_ms = ms_since(probing);
     let started = Some(Utc::now() - chrono::Duration::milliseconds((fetch_ms + encode_ms) as i64));
     plan.timings.insert("plan".into(), TaskTiming { started, fetch_ms, encode_ms, store_ms: 0 });

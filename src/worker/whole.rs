@@ -11,7 +11,7 @@ use super::common::{AsyncReport, JobError, Outcome, Run};
 use super::measure::{estimate, fraction, ms_since, Phases};
 use super::split;
 use crate::domain::picture::Picture;
-use crate::domain::{Container, InputVideo, JobStatus, OutputFormat, OutputInfo};
+use crate::domain::{Container, JobStatus, OutputFormat, OutputInfo};
 use crate::events::{self, EventKind};
 use crate::storage::{output_key, output_prefix, StoreError};
 use crate::transcode::{self, MediaInfo, TranscodeError};
@@ -204,7 +204,7 @@ async fn first_step(run: &Run<'_>, container: Container, started: impl Future<Ou
     };
     // The poster and storyboard from the input's keyframes, beside the
     // encode (an encode that fails stops them).
-    let video = InputVideo { container, codec: info.video_codec.clone(), width: info.width, height: info.height };
+    let video = super::previews::input_video(container, &info);
     let previews =
         async { Ok::<_, JobError>(super::previews::from_input(run, &input, &video, &picture, scratch.path()).await) };
     let ((), made) = tokio::try_join!(encoding, previews)?;
